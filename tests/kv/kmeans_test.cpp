@@ -21,13 +21,16 @@ struct Blobs {
 };
 
 // `per_centre` points around each of `centres` centres drawn far apart (spread 0.05, centres
-// about 10 apart), in a shuffled order.
+// about 10 apart, their norms varied so that a dot product alone would not find the nearest),
+// in a shuffled order.
 Blobs make_blobs(int centres, int per_centre, int dim, uint32_t seed) {
   std::mt19937 generator(seed);
   std::normal_distribution<float> wide(0.0f, 10.0f), narrow(0.0f, 0.05f);
   Blobs blobs;
   blobs.centres.resize(size_t(centres * dim));
-  for (float& value : blobs.centres) value = wide(generator);
+  for (size_t i = 0; i < blobs.centres.size(); ++i) {
+    blobs.centres[i] = wide(generator) * float(1 + i / size_t(dim) % 3);
+  }
   std::vector<int> order(size_t(centres * per_centre));
   for (size_t i = 0; i < order.size(); ++i) order[i] = int(i) % centres;
   std::shuffle(order.begin(), order.end(), generator);
@@ -90,13 +93,13 @@ TEST(Kmeans, SameSeedSameClusters) {
 }
 
 TEST(Kmeans, AssignmentPicksTheNearestCentroid) {
-  // The point (1, 0) is nearer (3, 0) than (-2, 0) although its dot product with (-2, 0) is not
-  // the largest: the |c|^2 term is what makes the dot product a distance.
-  std::vector<float> points{1, 0, -1, 0, 2.9f, 0.1f};
-  std::vector<float> centroids{3, 0, -2, 0};
+  // (1.2, 0) is nearest (1, 0) although its dot product with (10, 0) is larger: the |c|^2 term
+  // is what turns the dot product into a distance.
+  std::vector<float> points{1.2f, 0, 9, 1, -3, 0};
+  std::vector<float> centroids{10, 0, 1, 0};
   std::vector<int32_t> assignment(3, -1);
   assign_to_nearest(points, 3, 2, centroids, 2, assignment);
-  EXPECT_EQ(assignment, (std::vector<int32_t>{0, 1, 0}));
+  EXPECT_EQ(assignment, (std::vector<int32_t>{1, 0, 1}));
 }
 
 TEST(Kmeans, EmptyClusterTakesTheFarthestPoint) {

@@ -82,6 +82,18 @@ TEST(UnitScoring, SphereBoundIsAtLeastTheTrueMaxOfEachPage) {
   }
 }
 
+TEST(UnitScoring, SphereBoundIsTightAlongTheFarthestKey) {
+  // A query pointing from the centre to the farthest key meets the bound: q.k = q.c + |q| r.
+  std::vector<float> keys{0, 0, 3, 4};
+  std::vector<float> center(2);
+  mean_key(keys, 2, 2, center);
+  float radius = bounding_radius(keys, 2, 2, center);
+  std::vector<float> query{0.6f, 0.8f}, bound(1);
+  sphere_upper_bounds(query, 1, center, std::span(&radius, 1), 1, 2, bound);
+  EXPECT_GE(bound[0], dot(query.data(), &keys[2], 2));
+  EXPECT_NEAR(bound[0], dot(query.data(), &keys[2], 2), 1e-5);
+}
+
 TEST(UnitScoring, DotScores) {
   std::vector<float> queries{1, 0, 0, 2};
   std::vector<float> keys{3, 4, -1, 1, 0, 0};
