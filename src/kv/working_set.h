@@ -1,0 +1,93 @@
+// WorkingSet: the device-side slots of one layer of one sequence (DESIGN.md section 3). Each KV
+// head has `slots` token slots, K and V [kv_heads, slots, head_dim] on the device, and a residency
+// map from unit to the slot ranges it occupies. Units differ in length and leave in any order,
+// so a unit may be split over several free ranges rather than wait for a contiguous one (each
+// range becomes one attended span; attention does not care about the order of keys).
+//
+// A new selection is a delta load, planned then run (plan/run as in FlashInfer): units that left
+// the selection free their slots, and only units that are not resident are copied from the host
+// pool. The plan is a list of contiguous copies; the CPU backend runs it copy by copy, the CUDA
+// backend will run it as one gather kernel over pinned memory.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "backend/attended_spans.h"
+#include "backend/backend.h"
+#include "kv/host_pool.h"
+#include "kv/unit.h"
+
+namespace louiskv {
+
+struct SlotRange {
+  int64_t first = 0;
+  int64_t length = 0;
+};
+
+// One contiguous copy host pool -> working set.
+struct SlotCopy {
+  int64_t head = 0;
+  int64_t source_first = 0;  // host pool row
+  int64_t slot_first = 0;
+  int64_t length = 0;
+};
+
+struct LoadPlan {
+  std::vector<SlotCopy> copies;
+  int64_t units = 0;   // units that were not resident
+  int64_t tokens = 0;  // their tokens
+
+  void clear() {
+    copies.clear();
+    units = tokens = 0;
+  }
+};
+
+class WorkingSet {
+ public:
+  WorkingSet() = default;
+  WorkingSet(Backend& backend, int64_t kv_heads, int64_t slots, int64_t head_dim);
+
+  int64_t slots() const { return slots_; }
+  int64_t free_slots(int64_t head) const;
+  bool is_resident(int64_t head, int32_t unit) const;
+  std::span<const SlotRange> placement(int64_t head, int32_t unit) const;
+  std::span<const int32_t> resident_units(int64_t head) const { return heads_[head].resident; }
+
+  // Gives `unit` `length` free slots (first fit, split over free ranges when needed) and
+  // returns them; the caller fills them. The unit must not be resident.
+  std::span<const SlotRange> place(int64_t head, int32_t unit, int64_t length);
+  void release(int64_t head, int32_t unit);
+
+  // Makes the resident units of `head` exactly `selected`: releases the others and places the
+  // missing ones, adding their copies to `plan`. `units` is the head's unit table.
+  void plan_selection(int64_t head, std::span<const int32_t> selected,
+                      std::span<const Unit> units, LoadPlan& plan);
+  // Runs the copies of `plan` from `pool`; returns the bytes moved (K and V).
+  int64_t execute(Backend& backend, const LoadPlan& plan, const HostPool& pool);
+
+  // [count, head_dim] device views of slots [first, first + count) of one head.
+  TensorView keys(int64_t head, int64_t first, int64_t count) const;
+  TensorView values(int64_t head, int64_t first, int64_t count) const;
+  // One span per slot range of a resident unit.
+  void add_spans(AttendedSpans& spans, int64_t head, int32_t unit) const;
+
+  size_t bytes() const { return keys_.bytes() + values_.bytes(); }
+
+ private:
+  struct HeadSlots {
+    std::vector<SlotRange> free;                   // sorted by first, never adjacent
+    std::vector<std::vector<SlotRange>> placement;  // by unit id; empty = not resident
+    std::vector<int32_t> resident;
+  };
+  void free_range(HeadSlots& slots, SlotRange range);
+
+  Buffer keys_, values_;
+  TensorView keys_view_, values_view_;
+  int64_t kv_heads_ = 0, slots_ = 0, head_dim_ = 0;
+  std::vector<HeadSlots> heads_;
+};
+
+}  // namespace louiskv

@@ -1,0 +1,199 @@
+// The KV memory model (src/kv/host_pool.h, working_set.h): delta loads copy only units that are
+// not resident, into slots freed by units that left, and the bytes counted match the bytes that
+// crossed host -> device.
+#include "kv/working_set.h"
+
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "kv/host_pool.h"
+#include "kv/kv_views.h"
+#include "kv_test_backend.h"
+
+namespace louiskv {
+namespace {
+
+using testing::HostMemoryBackend;
+using testing::TransferCountingBackend;
+
+constexpr int64_t kv_heads = 2, head_dim = 4;
+
+// Fills every row of the pool with a value that names it: key = 1000 * head + row (+ channel
+// / 10), value = its negation.
+void fill_pool(HostPool& pool, int64_t tokens) {
+  int64_t first = pool.reserve(tokens);
+  for (int64_t head = 0; head < kv_heads; ++head) {
+    auto* keys = pool.keys(head, first, tokens).as<float>();
+    auto* values = pool.values(head, first, tokens).as<float>();
+    for (int64_t t = 0; t < tokens; ++t) {
+      for (int64_t i = 0; i < head_dim; ++i) {
+        keys[t * head_dim + i] = float(1000 * head + first + t) + float(i) / 10;
+        values[t * head_dim + i] = -keys[t * head_dim + i];
+      }
+    }
+  }
+}
+
+// Units of the given lengths laid one after the other in the pool.
+std::vector<Unit> lay_units(std::vector<int64_t> lengths) {
+  std::vector<Unit> units;
+  int64_t first = 0;
+  for (int64_t length : lengths) {
+    units.push_back({UnitKind::cluster, first, length});
+    first += length;
+  }
+  return units;
+}
+
+// Checks that every resident unit's slots hold exactly its rows of the pool.
+void expect_slots_hold_units(const WorkingSet& set, const HostPool& pool,
+                             const std::vector<Unit>& units) {
+  for (int64_t head = 0; head < kv_heads; ++head) {
+    for (int32_t unit : set.resident_units(head)) {
+      int64_t offset = 0;
+      for (const SlotRange& range : set.placement(head, unit)) {
+        const float* slot_keys = set.keys(head, range.first, range.length).as<float>();
+        const float* slot_values = set.values(head, range.first, range.length).as<float>();
+        const float* pool_keys =
+            pool.keys(head, units[unit].host_first + offset, range.length).as<float>();
+        for (int64_t i = 0; i < range.length * head_dim; ++i) {
+          ASSERT_EQ(slot_keys[i], pool_keys[i]) << "head " << head << " unit " << unit;
+          ASSERT_EQ(slot_values[i], -pool_keys[i]);
+        }
+        offset += range.length;
+      }
+      EXPECT_EQ(offset, units[unit].length);
+    }
+  }
+}
+
+TEST(WorkingSet, DeltaLoadMovesOnlyUnitsThatAreNotResident) {
+  HostMemoryBackend memory;
+  TransferCountingBackend backend(memory);
+  HostPool pool(backend, kv_heads, 64, head_dim);
+  std::vector<Unit> units = lay_units({5, 7, 3, 9, 4});
+  fill_pool(pool, 28);
+  WorkingSet set(backend, kv_heads, 20, head_dim);
+  const int64_t row_bytes = head_dim * int64_t(sizeof(float));
+
+  LoadPlan plan;
+  std::vector<int32_t> first{0, 1, 2};
+  for (int64_t head = 0; head < kv_heads; ++head) set.plan_selection(head, first, units, plan);
+  backend.reset_counts();
+  int64_t bytes = set.execute(backend, plan, pool);
+  EXPECT_EQ(plan.units, 3 * kv_heads);
+  EXPECT_EQ(plan.tokens, 15 * kv_heads);
+  EXPECT_EQ(bytes, 2 * 15 * kv_heads * row_bytes);  // K and V
+  EXPECT_EQ(backend.counts.host_to_device_bytes, bytes);
+  expect_slots_hold_units(set, pool, units);
+
+  // Unit 0 leaves, unit 3 arrives: only unit 3 moves, into the slots unit 0 freed and beyond.
+  plan.clear();
+  std::vector<int32_t> second{1, 2, 3};
+  for (int64_t head = 0; head < kv_heads; ++head) set.plan_selection(head, second, units, plan);
+  backend.reset_counts();
+  bytes = set.execute(backend, plan, pool);
+  EXPECT_EQ(plan.units, kv_heads);
+  EXPECT_EQ(plan.tokens, 9 * kv_heads);
+  EXPECT_EQ(bytes, 2 * 9 * kv_heads * row_bytes);
+  EXPECT_EQ(backend.counts.host_to_device_bytes, bytes);
+  EXPECT_FALSE(set.is_resident(0, 0));
+  expect_slots_hold_units(set, pool, units);
+
+  // The same selection again moves nothing.
+  plan.clear();
+  for (int64_t head = 0; head < kv_heads; ++head) set.plan_selection(head, second, units, plan);
+  backend.reset_counts();
+  EXPECT_EQ(set.execute(backend, plan, pool), 0);
+  EXPECT_EQ(plan.units, 0);
+  EXPECT_EQ(backend.counts.host_to_device_bytes, 0);
+}
+
+TEST(WorkingSet, UnitsSplitOverFreedRangesAndStayCorrect) {
+  HostMemoryBackend backend;
+  std::mt19937 generator(5);
+  std::vector<int64_t> lengths;
+  std::uniform_int_distribution<int64_t> length(1, 12);
+  for (int u = 0; u < 40; ++u) lengths.push_back(length(generator));
+  std::vector<Unit> units = lay_units(lengths);
+  HostPool pool(backend, kv_heads, std::accumulate(lengths.begin(), lengths.end(), int64_t(0)),
+                head_dim);
+  fill_pool(pool, pool.capacity());
+  const int64_t slots = 37;
+  WorkingSet set(backend, kv_heads, slots, head_dim);
+  for (int round = 0; round < 200; ++round) {
+    // A random selection that fits the slots.
+    std::vector<int32_t> order(units.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), generator);
+    std::vector<int32_t> selected;
+    int64_t used = 0;
+    for (int32_t unit : order) {
+      if (used + lengths[unit] <= slots) {
+        selected.push_back(unit);
+        used += lengths[unit];
+      }
+    }
+    LoadPlan plan;
+    for (int64_t head = 0; head < kv_heads; ++head) {
+      set.plan_selection(head, selected, units, plan);
+      EXPECT_EQ(set.free_slots(head), slots - used);
+      EXPECT_EQ(set.resident_units(head).size(), selected.size());
+    }
+    set.execute(backend, plan, pool);
+    expect_slots_hold_units(set, pool, units);
+  }
+}
+
+TEST(WorkingSet, SpansCoverEachUnitOnce) {
+  HostMemoryBackend backend;
+  std::vector<Unit> units = lay_units({3, 3, 3});
+  HostPool pool(backend, kv_heads, 9, head_dim);
+  fill_pool(pool, 9);
+  WorkingSet set(backend, kv_heads, 6, head_dim);
+  LoadPlan plan;
+  set.plan_selection(0, std::vector<int32_t>{0, 1}, units, plan);
+  set.plan_selection(0, std::vector<int32_t>{1, 2}, units, plan);  // 2 takes the slots of 0
+  set.execute(backend, plan, pool);
+  AttendedSpans spans;
+  set.add_spans(spans, 0, 2);
+  spans.end_row();
+  ASSERT_EQ(spans.tokens_in_row(0), 3);
+  EXPECT_EQ(static_cast<const float*>(spans.spans[0].keys)[0], 6.0f);  // row 6 of head 0
+}
+
+TEST(HostPool, PermuteRelaysRowsAndValuesTogether) {
+  HostMemoryBackend backend;
+  HostPool pool(backend, kv_heads, 10, head_dim);
+  fill_pool(pool, 6);
+  std::vector<int32_t> order{3, 0, 2, 1};
+  pool.permute(1, 2, order);  // rows 2..5 of head 1 become rows 5, 2, 4, 3
+  std::vector<float> keys;
+  pool.read_keys(1, 0, 6, keys);
+  std::vector<float> expected_rows{0, 1, 5, 2, 4, 3};
+  for (int64_t t = 0; t < 6; ++t) {
+    EXPECT_EQ(keys[t * head_dim], 1000 + expected_rows[t]);
+    EXPECT_EQ(pool.values(1, t, 1).as<float>()[0], -(1000 + expected_rows[t]));
+  }
+  pool.read_keys(0, 0, 6, keys);  // head 0 untouched
+  for (int64_t t = 0; t < 6; ++t) EXPECT_EQ(keys[t * head_dim], float(t));
+}
+
+TEST(HostPool, OverflowNamesTheCapacity) {
+  HostMemoryBackend backend;
+  HostPool pool(backend, kv_heads, 4, head_dim);
+  pool.reserve(3);
+  try {
+    pool.reserve(2);
+    FAIL() << "expected an error";
+  } catch (const Error& error) {
+    EXPECT_EQ(error.kind(), ErrorKind::invalid_input);
+    EXPECT_NE(std::string(error.what()).find("4 tokens per head"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace louiskv
