@@ -25,6 +25,10 @@ struct Case {
   double tau = 0.5;  // louiskv: random queries re-select on most steps; 0 never re-selects
 };
 
+void PrintTo(const Case& c, std::ostream* out) {
+  *out << c.policy << " heads " << c.heads << " kv_heads " << c.kv_heads << " tau " << c.tau;
+}
+
 std::string case_name(const ::testing::TestParamInfo<Case>& info) {
   std::string name =
       info.param.policy + "_group" + std::to_string(info.param.heads / info.param.kv_heads);
