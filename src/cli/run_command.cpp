@@ -36,7 +36,6 @@ CommandRunner add_run_command(CLI::App& app) {
       };
     }
     GenerationResult result = engine.generate(prompt, options->generation, *policy, stream);
-    const KvStats kv = policy->stats(0);
     if (options->json) {
       print_json({{"prompt_tokens", result.stats.prompt_tokens},
                   {"ids", result.ids},
@@ -47,14 +46,13 @@ CommandRunner add_run_command(CLI::App& app) {
                     {"tok_per_s", result.stats.tok_per_s},
                     {"prefill_tok_per_s", result.stats.prefill_tok_per_s},
                     {"generated_tokens", result.stats.generated_tokens}}},
-                  {"kv", {{"policy", options->kv.policy}, {"budget", options->kv.budget}}}});
+                  {"kv", kv_stats_json(options->kv, result.kv)}});
     } else {
       std::cout << std::endl;
       std::fprintf(stderr, "\n[%lld prompt tokens, %lld generated, ttft %.1f ms, %.1f tok/s, stop: %s]\n",
                    static_cast<long long>(result.stats.prompt_tokens), static_cast<long long>(result.stats.generated_tokens),
                    result.stats.ttft_ms, result.stats.tok_per_s, result.stop_reason.c_str());
     }
-    (void)kv;
     return 0;
   };
 }
