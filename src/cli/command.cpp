@@ -4,6 +4,8 @@
 #include <iostream>
 #include <sstream>
 
+#include "runtime/calibration.h"
+
 namespace louiskv::cli {
 
 std::filesystem::path default_model_dir() {
@@ -59,6 +61,11 @@ void add_kv_options(CLI::App& command, KvConfig& config) {
   command.add_option("--clusterkv-cluster-tokens", config.clusterkv_cluster_tokens, "ClusterKV tokens per cluster")
       ->check(CLI::PositiveNumber);
   command.add_option("--kv-seed", config.seed, "seed of K-means initialisation");
+}
+
+void apply_calibrated_tau(const CLI::App& command, KvConfig& config, const EngineOptions& engine) {
+  if (command.count("--tau") > 0 || engine.random_weights) return;
+  if (auto tau = read_calibrated_tau(engine.model_dir)) config.tau = *tau;
 }
 
 void add_sampling_options(CLI::App& command, GenerationConfig& config) {
@@ -131,6 +138,7 @@ int run_cli(int argc, const char* const* argv) {
   add(add_detokenize_command(app));
   add(add_inspect_command(app));
   add(add_eval_command(app));
+  add(add_calibrate_command(app));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

@@ -34,6 +34,8 @@ struct ModelOptions {
 std::filesystem::path default_model_dir();
 
 void add_kv_options(CLI::App& command, KvConfig& config);
+// When --tau was not given on `command`, takes tau from the model's calibration file, if any.
+void apply_calibrated_tau(const CLI::App& command, KvConfig& config, const EngineOptions& engine);
 void add_sampling_options(CLI::App& command, GenerationConfig& config);
 
 // Reads the prompt from -p TEXT or -f FILE (exactly one); errors name the file.
@@ -55,6 +57,7 @@ CommandRunner add_tokenize_command(CLI::App& app);
 CommandRunner add_detokenize_command(CLI::App& app);
 CommandRunner add_inspect_command(CLI::App& app);
 CommandRunner add_eval_command(CLI::App& app);
+CommandRunner add_calibrate_command(CLI::App& app);
 
 // Builds the whole CLI and runs it on argv; returns the exit code. Used by main and the CLI tests.
 int run_cli(int argc, const char* const* argv);

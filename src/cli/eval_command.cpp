@@ -69,7 +69,9 @@ CommandRunner add_eval_command(CLI::App& app) {
     sub->add_option("--steps", options->steps, "decode steps measured")->check(CLI::PositiveNumber);
   }
 
-  return [options, passkey, fidelity]() {
+  return [options, passkey, fidelity, perplexity]() {
+    CLI::App* parsed = passkey->parsed() ? passkey : fidelity->parsed() ? fidelity : perplexity;
+    apply_calibrated_tau(*parsed, options->kv, options->model.engine_options());
     Engine engine(options->model.engine_options());
     if (passkey->parsed()) {
       auto items = load_passkey_items(options->prompts_file);

@@ -23,8 +23,9 @@ CommandRunner add_run_command(CLI::App& app) {
   command->add_option("-f,--file", options->prompt_file, "read the prompt from a file");
   command->add_flag("--json", options->json, "print one JSON object instead of streaming text");
 
-  return [options]() {
+  return [options, command]() {
     const std::string prompt_text = read_prompt(options->prompt, options->prompt_file);
+    apply_calibrated_tau(*command, options->kv, options->model.engine_options());
     Engine engine(options->model.engine_options());
     std::vector<int32_t> prompt = engine.tokenizer().encode(prompt_text, true);
     auto policy = engine.make_policy(options->kv);
