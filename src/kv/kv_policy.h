@@ -9,9 +9,11 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "backend/backend.h"
 #include "louiskv/kv_config.h"
+#include "louiskv/stats.h"
 
 namespace louiskv {
 
@@ -22,25 +24,6 @@ struct KvShape {
   int64_t heads = 0;     // query heads
   int64_t kv_heads = 0;
   int64_t head_dim = 0;
-};
-
-// Counters of one sequence, with the names of DESIGN.md section 8.
-struct KvStats {
-  int64_t decode_steps = 0;
-  int64_t offloaded_layers = 0;
-  int64_t selections = 0;         // (step, offloaded layer) pairs that re-selected
-  int64_t units_loaded = 0;       // units copied host -> device
-  int64_t tokens_loaded = 0;
-  int64_t h2d_bytes = 0;          // bytes copied host -> device during decode
-  int64_t tokens_dropped = 0;     // evicting policies: tokens gone for good
-  int64_t attended_tokens = 0;    // summed over steps, layers and KV heads
-  double score_ms = 0, select_ms = 0, transfer_ms = 0;
-
-  double retrieval_rate() const {
-    int64_t opportunities = decode_steps * offloaded_layers;
-    return opportunities ? double(selections) / double(opportunities) : 0.0;
-  }
-  double h2d_bytes_per_token() const { return decode_steps ? double(h2d_bytes) / double(decode_steps) : 0.0; }
 };
 
 // Dense K and V of one layer of one sequence: [kv_heads, capacity, head_dim] in the KV dtype,
@@ -87,6 +70,9 @@ class KvPolicy {
 
 // Makes the policy named config.policy; throws louiskv::Error (invalid_input) listing the known
 // names when it is unknown.
+// The names make_kv_policy accepts, in the order the CLI lists them.
+std::vector<std::string> kv_policy_names();
+
 std::unique_ptr<KvPolicy> make_kv_policy(const KvConfig& config, const KvShape& shape,
                                          Backend& backend);
 
