@@ -5,6 +5,7 @@
 
 #include "kv/kv_policy.h"
 #include "kv/policies/full_cache.h"
+#include "kv/policies/policies.h"
 
 namespace louiskv {
 namespace {
@@ -16,6 +17,12 @@ const std::vector<std::pair<std::string, PolicyMaker>>& policy_makers() {
       {"full", [](const KvConfig&, const KvShape& shape, Backend& backend) {
          return std::make_unique<FullCachePolicy>(shape, backend);
        }},
+      {"streaming", make_streaming_policy},
+      {"h2o", make_h2o_policy},
+      {"quest", make_quest_policy},
+      {"arkvale", make_arkvale_policy},
+      {"clusterkv", make_clusterkv_policy},
+      {"louiskv", make_louiskv_policy},
   };
   return makers;
 }

@@ -11,7 +11,7 @@
 
 #include "kv_test_backend.h"
 #include "policy_driver.h"
-#include "test_policies.h"
+#include "kv/kv_policy.h"
 
 namespace louiskv {
 namespace {
@@ -61,7 +61,7 @@ TEST_P(EveryPolicy, BudgetAtLeastTheContextAttendsExactlyEveryToken) {
   KvConfig config = small_config(c);
   config.budget = prompts[0] + steps;  // exactly the longest context at the last step
   HostMemoryBackend backend;
-  auto policy = testing::make_test_policy(config, shape, backend);
+  auto policy = make_kv_policy(config, shape, backend);
   PolicyDriver driver(*policy, shape, 7);
   std::vector<SequenceId> batch{10, 11};
   for (size_t b = 0; b < batch.size(); ++b) {
@@ -96,7 +96,7 @@ TEST_P(EveryPolicy, NeverAttendsMoreThanTheBudget) {
   for (int64_t budget : {12, 16, 29, 33}) {
     config.budget = budget;
     HostMemoryBackend backend;
-    auto policy = testing::make_test_policy(config, shape, backend);
+    auto policy = make_kv_policy(config, shape, backend);
     PolicyDriver driver(*policy, shape, uint32_t(budget));
     std::vector<SequenceId> batch{1};
     driver.add(1, 200);
@@ -143,7 +143,7 @@ TEST_P(OffloadingPolicy, AlwaysAttendsSinksAndWindow) {
   for (int64_t budget : {14, 18, 40}) {
     config.budget = budget;
     HostMemoryBackend backend;
-    auto policy = testing::make_test_policy(config, shape, backend);
+    auto policy = make_kv_policy(config, shape, backend);
     PolicyDriver driver(*policy, shape, 3);
     std::vector<SequenceId> batch{5};
     driver.add(5, 200);
