@@ -1,15 +1,9 @@
-// Backends for the kv tests.
-//
-// HostMemoryBackend: memory and transfers only (allocate, allocate_host, copy, convert,
-// write_kv), all in f32 host memory: what the KV memory model needs, without any model op.
-//
-// TransferCountingBackend: forwards every op to another backend and counts the bytes each copy
-// moves, by where its source and destination were allocated (allocate: device, allocate_host:
-// host), so that a test can check a policy's KvStats against an independent count.
+// TransferCountingBackend: the CPU reference backend (or another one), with every op forwarded,
+// counting the bytes each copy moves by where its source and destination were allocated
+// (allocate: device, allocate_host: host), so that a test can check a policy's KvStats against
+// an independent count. On the CPU both are host memory; the accounting is what matters.
 #pragma once
 
-#include <cstdlib>
-#include <cstring>
 #include <map>
 #include <memory>
 #include <string>
@@ -19,76 +13,6 @@
 
 namespace louiskv::testing {
 
-class HostMemoryBackend : public Backend {
- public:
-  Device device() const override { return Device::cpu; }
-  std::string description() const override { return "host memory (kv tests)"; }
-  DType activation_dtype() const override { return DType::f32; }
-  DType kv_dtype() const override { return DType::f32; }
-
-  Buffer allocate(size_t bytes) override { return make(bytes); }
-  Buffer allocate_host(size_t bytes) override { return make(bytes); }
-  void copy(TensorView dst, TensorView src) override {
-    LOUISKV_CHECK(dst.dtype == src.dtype && dst.numel() == src.numel(),
-                  "copy " + src.describe() + " -> " + dst.describe());
-    std::memmove(dst.data, src.data, src.nbytes());
-  }
-  void convert(TensorView dst, TensorView src) override {
-    LOUISKV_CHECK(dst.numel() == src.numel(), "convert element counts differ");
-    for (int64_t i = 0; i < src.numel(); ++i) {
-      store_from_f32(dst.data, dst.dtype, size_t(i), load_as_f32(src.data, src.dtype, size_t(i)));
-    }
-  }
-  void synchronize() override {}
-  TensorView prepare_weight(TensorView host_weight, std::vector<Buffer>&) override {
-    return host_weight;
-  }
-  void write_kv(TensorView cache, TensorView rows, int64_t first_position) override {
-    LOUISKV_CHECK(cache.rank == 3 && rows.rank == 3 && rows.dim(1) == cache.dim(0) &&
-                      rows.dim(2) == cache.dim(2) &&
-                      first_position + rows.dim(0) <= cache.dim(1),
-                  "write_kv " + rows.describe() + " into " + cache.describe());
-    int64_t heads = cache.dim(0), capacity = cache.dim(1), dim = cache.dim(2);
-    for (int64_t t = 0; t < rows.dim(0); ++t) {
-      for (int64_t h = 0; h < heads; ++h) {
-        for (int64_t i = 0; i < dim; ++i) {
-          float value = load_as_f32(rows.data, rows.dtype, size_t((t * heads + h) * dim + i));
-          store_from_f32(cache.data, cache.dtype,
-                         size_t((h * capacity + first_position + t) * dim + i), value);
-        }
-      }
-    }
-  }
-
-  void embedding(TensorView, TensorView, TensorView) override { unsupported("embedding"); }
-  void rms_norm(TensorView, TensorView, TensorView, float) override { unsupported("rms_norm"); }
-  void matmul(TensorView, TensorView, TensorView, const TensorView*) override {
-    unsupported("matmul");
-  }
-  void rope(TensorView, TensorView, TensorView) override { unsupported("rope"); }
-  void swiglu(TensorView, TensorView, TensorView) override { unsupported("swiglu"); }
-  void add(TensorView, TensorView, TensorView) override { unsupported("add"); }
-  void attention_prefill(TensorView, TensorView, TensorView, TensorView, int64_t,
-                         float) override {
-    unsupported("attention_prefill");
-  }
-  void attention_decode(TensorView, TensorView, const AttendedSpans&, float,
-                        TensorView*) override {
-    unsupported("attention_decode");
-  }
-
- private:
-  static Buffer make(size_t bytes) {
-    // Zeroed, so that a slot read before it is written shows up as a wrong value, not garbage.
-    void* data = std::calloc(bytes ? bytes : 1, 1);
-    if (!data) throw_error(ErrorKind::out_of_memory, "kv test backend: out of memory");
-    return Buffer(data, bytes, Device::cpu, [](void* p) { std::free(p); });
-  }
-  [[noreturn]] static void unsupported(const char* op) {
-    throw_error(ErrorKind::unsupported, std::string("kv test backend has no ") + op);
-  }
-};
-
 class TransferCountingBackend : public Backend {
  public:
   enum class Place { device, host, unknown };
@@ -97,7 +21,8 @@ class TransferCountingBackend : public Backend {
     int64_t device_to_host_bytes = 0, device_to_device_bytes = 0;
   };
 
-  explicit TransferCountingBackend(Backend& inner) : inner_(inner) {}
+  explicit TransferCountingBackend(std::unique_ptr<Backend> inner = make_cpu_backend(1))
+      : owned_(std::move(inner)), inner_(*owned_) {}
 
   Counts counts;
   void reset_counts() { counts = {}; }
@@ -181,6 +106,7 @@ class TransferCountingBackend : public Backend {
                   });
   }
 
+  std::unique_ptr<Backend> owned_;
   Backend& inner_;
   std::map<uintptr_t, Range> ranges_;
 };

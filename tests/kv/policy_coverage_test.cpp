@@ -16,7 +16,6 @@
 namespace louiskv {
 namespace {
 
-using testing::HostMemoryBackend;
 using testing::PolicyDriver;
 
 struct Case {
@@ -60,7 +59,7 @@ TEST_P(EveryPolicy, BudgetAtLeastTheContextAttendsExactlyEveryToken) {
   const std::vector<int64_t> prompts{45, 17};  // 45 = 4 sinks + 10 units of 4 + 1
   KvConfig config = small_config(c);
   config.budget = prompts[0] + steps;  // exactly the longest context at the last step
-  HostMemoryBackend backend;
+  testing::TransferCountingBackend backend;
   auto policy = make_kv_policy(config, shape, backend);
   PolicyDriver driver(*policy, shape, 7);
   std::vector<SequenceId> batch{10, 11};
@@ -95,7 +94,7 @@ TEST_P(EveryPolicy, NeverAttendsMoreThanTheBudget) {
   // sinks + window; plus one unit; a middle budget; one token past a unit boundary.
   for (int64_t budget : {12, 16, 29, 33}) {
     config.budget = budget;
-    HostMemoryBackend backend;
+    testing::TransferCountingBackend backend;
     auto policy = make_kv_policy(config, shape, backend);
     PolicyDriver driver(*policy, shape, uint32_t(budget));
     std::vector<SequenceId> batch{1};
@@ -142,7 +141,7 @@ TEST_P(OffloadingPolicy, AlwaysAttendsSinksAndWindow) {
   int64_t always_window = config.window_tokens - segment + 1;
   for (int64_t budget : {14, 18, 40}) {
     config.budget = budget;
-    HostMemoryBackend backend;
+    testing::TransferCountingBackend backend;
     auto policy = make_kv_policy(config, shape, backend);
     PolicyDriver driver(*policy, shape, 3);
     std::vector<SequenceId> batch{5};

@@ -16,7 +16,6 @@
 namespace louiskv {
 namespace {
 
-using testing::HostMemoryBackend;
 using testing::TransferCountingBackend;
 
 constexpr int64_t kv_heads = 2, head_dim = 4;
@@ -71,8 +70,7 @@ void expect_slots_hold_units(const WorkingSet& set, const HostPool& pool,
 }
 
 TEST(WorkingSet, DeltaLoadMovesOnlyUnitsThatAreNotResident) {
-  HostMemoryBackend memory;
-  TransferCountingBackend backend(memory);
+  TransferCountingBackend backend;
   HostPool pool(backend, kv_heads, 64, head_dim);
   std::vector<Unit> units = lay_units({5, 7, 3, 9, 4});
   fill_pool(pool, 28);
@@ -113,7 +111,7 @@ TEST(WorkingSet, DeltaLoadMovesOnlyUnitsThatAreNotResident) {
 }
 
 TEST(WorkingSet, UnitsSplitOverFreedRangesAndStayCorrect) {
-  HostMemoryBackend backend;
+  testing::TransferCountingBackend backend;
   std::mt19937 generator(5);
   std::vector<int64_t> lengths;
   std::uniform_int_distribution<int64_t> length(1, 12);
@@ -149,7 +147,7 @@ TEST(WorkingSet, UnitsSplitOverFreedRangesAndStayCorrect) {
 }
 
 TEST(WorkingSet, SpansCoverEachUnitOnce) {
-  HostMemoryBackend backend;
+  testing::TransferCountingBackend backend;
   std::vector<Unit> units = lay_units({3, 3, 3});
   HostPool pool(backend, kv_heads, 9, head_dim);
   fill_pool(pool, 9);
@@ -166,7 +164,7 @@ TEST(WorkingSet, SpansCoverEachUnitOnce) {
 }
 
 TEST(HostPool, PermuteRelaysRowsAndValuesTogether) {
-  HostMemoryBackend backend;
+  testing::TransferCountingBackend backend;
   HostPool pool(backend, kv_heads, 10, head_dim);
   fill_pool(pool, 6);
   std::vector<int32_t> order{3, 0, 2, 1};
@@ -183,7 +181,7 @@ TEST(HostPool, PermuteRelaysRowsAndValuesTogether) {
 }
 
 TEST(HostPool, OverflowNamesTheCapacity) {
-  HostMemoryBackend backend;
+  testing::TransferCountingBackend backend;
   HostPool pool(backend, kv_heads, 4, head_dim);
   pool.reserve(3);
   try {
