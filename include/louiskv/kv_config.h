@@ -13,19 +13,27 @@ struct KvConfig {
   std::string policy = "full";
   // Tokens attended per KV head per step, sinks and window included. `full` ignores it.
   int64_t budget = 2048;
-  // First tokens of every sequence, always attended.
+  // First tokens of every sequence, always attended (streaming, arkvale, clusterkv, louiskv).
   int64_t sink_tokens = 16;
-  // Newest tokens, always attended (StreamingLLM's and H2O's recent window, LouisKV's local window).
+  // Newest tokens, always attended: H2O's recent window and the decode window of arkvale,
+  // clusterkv and louiskv. StreamingLLM's recent window is budget - sink_tokens, so that it
+  // spends the same budget as the others.
   int64_t window_tokens = 64;
-  // Layers that keep full attention and are never offloaded. Empty with dense_layers_default
-  // means "the first two".
+  // Layers that keep full attention and are never offloaded, for every policy (`full` keeps
+  // them all). Default: the first two; empty: none.
   std::vector<int> dense_layers{0, 1};
 
   // LouisKV
-  double tau = 0.7;                     // re-select when mean_h cos(q_t, q_{t-1}) < tau
+  // Re-select when mean_h cos(q_t, q_{t-1}) < tau; tau <= 0 selects on the first decode step
+  // only, tau = 1 on every step whose queries differ from the previous step's.
+  double tau = 0.7;
   int64_t cluster_tokens = 16;          // average prompt tokens per K-means cluster
-  int kmeans_iterations = 10;           // Lloyd iterations
-  int64_t max_segment_tokens = 64;      // a generated segment closes at a boundary or this length
+  int kmeans_iterations = 10;           // Lloyd iterations (LouisKV and ClusterKV)
+  // A generated segment closes at a boundary or at this length (ClusterKV clusters generated
+  // tokens in batches of this length). Half the window rather than all of it: when a full
+  // window hands its oldest segment to the host pool, at least window_tokens - 32 + 1 tokens stay
+  // in it; a window-long segment would leave just the current token.
+  int64_t max_segment_tokens = 32;
 
   // Quest and ArkVale
   int64_t quest_page_tokens = 16;
