@@ -86,6 +86,35 @@ TEST_P(EveryPolicy, BudgetAtLeastTheContextAttendsExactlyEveryToken) {
   EXPECT_EQ(policy->stats(10).offloaded_layers, 2);
 }
 
+TEST_P(EveryPolicy, EmptyPromptAndPromptShorterThanTheSinks) {
+  const Case& c = GetParam();
+  KvShape shape{2, c.heads, c.kv_heads, 8};
+  KvConfig config = small_config(c);
+  config.dense_layers = {};
+  config.budget = 40;
+  testing::TransferCountingBackend backend;
+  auto policy = make_kv_policy(config, shape, backend);
+  PolicyDriver driver(*policy, shape, 2);
+  std::vector<SequenceId> batch{1, 2};
+  driver.add(1, 40);
+  driver.add(2, 40);
+  driver.prefill(1, 0, 8);  // no prompt at all
+  driver.prefill(2, 3, 8);  // fewer tokens than sink_tokens (4)
+  for (int step = 0; step < 30; ++step) {
+    driver.step(batch, [&](int layer, const AttendedSpans& spans) {
+      for (size_t b = 0; b < batch.size(); ++b) {
+        std::vector<int64_t> everything(static_cast<size_t>(driver.tokens(batch[b], layer)));
+        std::iota(everything.begin(), everything.end(), 0);
+        for (int64_t head = 0; head < shape.kv_heads; ++head) {
+          int row = int(b * size_t(shape.kv_heads) + size_t(head));
+          ASSERT_EQ(driver.attended_positions(batch[b], layer, head, spans, row), everything)
+              << "step " << step << " sequence " << batch[b];
+        }
+      }
+    });
+  }
+}
+
 TEST_P(EveryPolicy, NeverAttendsMoreThanTheBudget) {
   const Case& c = GetParam();
   KvShape shape{2, c.heads, c.kv_heads, 8};
