@@ -45,8 +45,13 @@ class PolicyDriver {
   // Fills the queries [batch, heads, head_dim] of a step for one layer.
   using MakeQueries = std::function<void(int layer, std::vector<float>& queries)>;
 
+  // Rewrites the key row [head_dim] of one head at one position before it reaches the policy.
+  using ShapeKey = std::function<void(int64_t position, int64_t head, float* key)>;
+
   PolicyDriver(KvPolicy& policy, const KvShape& shape, uint32_t seed)
       : policy_(policy), shape_(shape), generator_(seed) {}
+
+  void set_shape_key(ShapeKey shape_key) { shape_key_ = std::move(shape_key); }
 
   const KvShape& shape() const { return shape_; }
   std::mt19937& generator() { return generator_; }
@@ -63,6 +68,7 @@ class PolicyDriver {
         int64_t count = std::min(chunk, tokens - first);
         std::vector<float> k = random(count * shape_.kv_heads * shape_.head_dim);
         std::vector<float> v = random(count * shape_.kv_heads * shape_.head_dim);
+        apply_shape_key(k, first, count);
         remember(id, layer, k, v, count);
         policy_.prefill_append(id, layer, host_view(k, {count, shape_.kv_heads, shape_.head_dim}),
                                host_view(v, {count, shape_.kv_heads, shape_.head_dim}), first);
@@ -82,6 +88,10 @@ class PolicyDriver {
       std::vector<float> k = random(count * shape_.kv_heads * shape_.head_dim);
       std::vector<float> v = random(count * shape_.kv_heads * shape_.head_dim);
       for (int64_t b = 0; b < count; ++b) {
+        std::vector<float> one(k.begin() + b * shape_.kv_heads * shape_.head_dim,
+                               k.begin() + (b + 1) * shape_.kv_heads * shape_.head_dim);
+        apply_shape_key(one, tokens(batch[b], layer), 1);
+        std::copy(one.begin(), one.end(), k.begin() + b * shape_.kv_heads * shape_.head_dim);
         size_t size = size_t(shape_.kv_heads * shape_.head_dim);
         std::vector<float> key(k.begin() + b * int64_t(size), k.begin() + (b + 1) * int64_t(size));
         std::vector<float> value(v.begin() + b * int64_t(size), v.begin() + (b + 1) * int64_t(size));
@@ -154,6 +164,14 @@ class PolicyDriver {
     for (float& value : values) value = normal(generator_);
     return values;
   }
+  void apply_shape_key(std::vector<float>& k, int64_t first, int64_t count) {
+    if (!shape_key_) return;
+    for (int64_t t = 0; t < count; ++t) {
+      for (int64_t head = 0; head < shape_.kv_heads; ++head) {
+        shape_key_(first + t, head, &k[size_t((t * shape_.kv_heads + head) * shape_.head_dim)]);
+      }
+    }
+  }
   void remember(SequenceId id, int layer, const std::vector<float>& k,
                 const std::vector<float>& v, int64_t tokens) {
     int64_t dim = shape_.head_dim, heads = shape_.kv_heads;
@@ -172,6 +190,7 @@ class PolicyDriver {
   std::mt19937 generator_;
   std::map<SequenceId, std::vector<Rows>> history_;
   std::vector<float> last_queries_;
+  ShapeKey shape_key_;
 };
 
 }  // namespace louiskv::testing
