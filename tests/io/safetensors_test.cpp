@@ -204,6 +204,17 @@ TEST(WeightFiles, MergedSingleFileMatchesTheShards) {
   }
 }
 
+// transformers looks for model.safetensors before the index; so do we.
+TEST(WeightFiles, SingleFileWinsOverAnIndex) {
+  TempDir dir("weight-files");
+  testing::copy_bundled_model(dir.path());
+  const float value = 1.0f;
+  write_safetensors(dir.path() / "model.safetensors", {{"only", DType::f32, {1}, &value}});
+  const WeightFiles weights(dir.path());
+  EXPECT_EQ(weights.names(), std::vector<std::string>{"only"});
+  EXPECT_EQ(weights.get("only").file, (dir.path() / "model.safetensors").string());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Damaged model folders
 
