@@ -7,12 +7,12 @@
 #include <cerrno>
 #include <limits>
 #include <set>
-#include <system_error>
 #include <utility>
 
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "io/os_error.h"
 #include "io/safetensors_dtype.h"
 
 namespace louiskv {
@@ -21,10 +21,6 @@ namespace {
 // The header length field is 8 bytes, and the format pads the header so that the data section
 // starts on an 8-byte boundary.
 constexpr size_t header_alignment = 8;
-
-std::string os_reason(int error_number) {
-  return std::error_code(error_number, std::generic_category()).message();
-}
 
 // `where` names the file and the tensor for messages.
 size_t checked_byte_count(const TensorToWrite& tensor, const std::string& where) {
