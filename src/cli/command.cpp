@@ -139,6 +139,7 @@ int run_cli(int argc, const char* const* argv) {
   add(add_inspect_command(app));
   add(add_eval_command(app));
   add(add_calibrate_command(app));
+  add(add_demo_command(app));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

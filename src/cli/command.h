@@ -58,6 +58,7 @@ CommandRunner add_detokenize_command(CLI::App& app);
 CommandRunner add_inspect_command(CLI::App& app);
 CommandRunner add_eval_command(CLI::App& app);
 CommandRunner add_calibrate_command(CLI::App& app);
+CommandRunner add_demo_command(CLI::App& app);
 
 // Builds the whole CLI and runs it on argv; returns the exit code. Used by main and the CLI tests.
 int run_cli(int argc, const char* const* argv);
