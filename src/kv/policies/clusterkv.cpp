@@ -34,7 +34,7 @@ class ClusterKvPolicy final : public OffloadingPolicy {
   }
   Partition partition_generated(int layer, int64_t head, std::span<const float> keys,
                                 int64_t count) override {
-    return cluster(layer, head, keys, count, ++batches_);
+    return cluster(layer, head, keys, count, ++generated_batches_);
   }
 
   int64_t segment_close_length() const override { return config().max_segment_tokens; }
@@ -48,7 +48,7 @@ class ClusterKvPolicy final : public OffloadingPolicy {
     reduce_over_group(per_head_, group, count, GroupReduction::sum, 1.0f, scores);
   }
 
-  uint64_t batches_ = 0;
+  uint64_t generated_batches_ = 0;
   std::vector<float> per_head_;
 };
 
