@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
   const double layer_parameters = double(model_weight_bytes(c, DType::f32) / 4) - double(c.vocab_size * c.hidden_size) -
                                   double(c.hidden_size);
   auto attention_flops = [&](double tokens) {  // causal: each query sees its prefix; QK and PV
-    return 4.0 * c.num_layers * c.num_heads * c.head_dim * tokens * (tokens + 1) / 2.0;
+    return 4.0 * double(c.num_layers * c.num_heads * c.head_dim) * tokens * (tokens + 1) / 2.0;
   };
 
   std::printf("%-28s %12s %14s %s\n", "case", "tokens/s", "achieved", "share of ceiling");
@@ -121,7 +121,7 @@ int main(int argc, char** argv) {
     }
     const double elapsed = seconds_since(start);
     // Each step reads every weight once (file dtype) and the whole f32 KV cache once.
-    const double kv_bytes = 2.0 * c.num_layers * c.num_kv_heads * c.head_dim * 4.0 * double(context + decode_steps / 2);
+    const double kv_bytes = 2.0 * double(c.num_layers * c.num_kv_heads * c.head_dim) * 4.0 * double(context + decode_steps / 2);
     const double bytes = double(engine.model().weight_bytes()) + kv_bytes;
     const double per_second = double(decode_steps) / elapsed;
     std::printf("%-28s %12.1f %10.2f GB/s %6.1f%% of copy %.1f GB/s\n",

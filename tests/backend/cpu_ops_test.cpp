@@ -139,7 +139,7 @@ std::vector<double> naive_attention(const std::vector<float>& q, const std::vect
   for (int64_t t = 0; t < tokens; ++t) {
     for (int64_t h = 0; h < heads; ++h) {
       const int64_t kv = h / group, seen = first + t + 1;
-      std::vector<double> scores(size_t(seen));
+      std::vector<double> scores(static_cast<size_t>(seen));
       double maximum = -1e300;
       for (int64_t j = 0; j < seen; ++j) {
         double s = 0;
