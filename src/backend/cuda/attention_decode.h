@@ -1,0 +1,59 @@
+// Sparse decode attention over attended spans (flash-decoding): each (sequence, KV head) row's
+// tokens are cut into chunks that separate blocks attend to, every block serving all the query
+// heads of its GQA group from one read of K and V; a second kernel merges the chunks' partial
+// outputs by their softmax maxima and sums.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "backend/tensor.h"
+
+namespace louiskv::kernels {
+
+// One span of a row as the kernel reads it: `length` K rows at `keys` and V rows at `values`
+// ([length, D] bf16, device or mapped host memory). `first_token` is the index of the span's
+// first token among its row's tokens (a running sum of the row's lengths), so that a block can
+// find the span holding any token by binary search.
+struct DeviceSpan {
+  const void* keys;
+  const void* values;
+  int32_t length;
+  int32_t first_token;
+};
+static_assert(sizeof(DeviceSpan) == 24, "DeviceSpan is copied to the device as raw bytes");
+
+// Tokens per chunk: a multiple of the kernel's tile, at most the size of its per-chunk table.
+constexpr int decode_tile_tokens = 32;
+constexpr int decode_max_chunk_tokens = 512;
+
+// How the work of one call is cut: `splits` chunks of `chunk_tokens` per row.
+struct DecodeSplit {
+  int chunk_tokens = decode_tile_tokens;
+  int splits = 1;
+};
+// Picks the chunk size so that rows x splits blocks fill the GPU a few times over.
+DecodeSplit choose_decode_split(int64_t rows, int64_t query_heads_per_kv_head,
+                                int64_t max_row_tokens, int multiprocessors);
+// Floats of workspace attention_decode needs for `query_rows` = batch x Hq rows.
+int64_t decode_workspace_floats(int64_t query_rows, int splits, int64_t head_dim);
+
+struct DecodeAttentionParams {
+  TensorView out;   // [B, Hq, D] bf16 (device)
+  TensorView q;     // [B, Hq, D] bf16 (device)
+  TensorView lse;   // f32 [B, Hq] (device), or empty when not wanted
+  float scale = 1.0f;
+  int kv_heads = 0;
+  // The plan, in device memory: rows = B * kv_heads; spans of row r are
+  // spans[indptr[r] .. indptr[r + 1]).
+  const DeviceSpan* spans = nullptr;
+  const int32_t* indptr = nullptr;
+  DecodeSplit split;
+  // Workspace of decode_workspace_floats(B * Hq, split.splits, D) floats (device).
+  float* workspace = nullptr;
+  int64_t workspace_floats = 0;
+};
+void launch_attention_decode(const DecodeAttentionParams& params, cudaStream_t stream);
+
+}  // namespace louiskv::kernels
