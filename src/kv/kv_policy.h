@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "backend/backend.h"
 #include "louiskv/kv_config.h"
@@ -87,6 +88,9 @@ class KvPolicy {
 
 // Makes the policy named config.policy; throws louiskv::Error (invalid_input) listing the known
 // names when it is unknown.
+// The names make_kv_policy accepts, in the order the CLI lists them.
+std::vector<std::string> kv_policy_names();
+
 std::unique_ptr<KvPolicy> make_kv_policy(const KvConfig& config, const KvShape& shape,
                                          Backend& backend);
 

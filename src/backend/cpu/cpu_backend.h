@@ -1,0 +1,42 @@
+// The CPU reference backend: plain loops with fp32 accumulation, OpenMP over the outermost
+// independent loop, OpenBLAS for the prefill GEMMs. Every other backend is tested against it.
+#pragma once
+
+#include "backend/backend.h"
+
+namespace louiskv {
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int threads);
+
+  Device device() const override { return Device::cpu; }
+  std::string description() const override;
+  DType activation_dtype() const override { return DType::f32; }
+  DType kv_dtype() const override { return DType::f32; }
+
+  Buffer allocate(size_t bytes) override;
+  Buffer allocate_host(size_t bytes) override { return allocate(bytes); }
+  void copy(TensorView dst, TensorView src) override;
+  void convert(TensorView dst, TensorView src) override;
+  void synchronize() override {}
+  TensorView prepare_weight(TensorView host_weight, std::vector<Buffer>& owner) override;
+
+  void embedding(TensorView out, TensorView table, TensorView ids) override;
+  void rms_norm(TensorView out, TensorView in, TensorView weight, float eps) override;
+  void matmul(TensorView out, TensorView in, TensorView weight, const TensorView* bias) override;
+  void rope(TensorView x, TensorView positions, TensorView inv_freq) override;
+  void swiglu(TensorView out, TensorView gate, TensorView up) override;
+  void add(TensorView out, TensorView a, TensorView b) override;
+
+  void write_kv(TensorView cache, TensorView rows, int64_t first_position) override;
+  void attention_prefill(TensorView out, TensorView q, TensorView k, TensorView v,
+                         int64_t first_position, float scale) override;
+  void attention_decode(TensorView out, TensorView q, const AttendedSpans& spans, float scale,
+                        TensorView* lse) override;
+
+ private:
+  int threads_;
+};
+
+}  // namespace louiskv

@@ -1,0 +1,40 @@
+// make_kv_policy: the one place that maps a policy name (--kv NAME) to its implementation.
+#include <functional>
+#include <utility>
+#include <vector>
+
+#include "kv/kv_policy.h"
+#include "kv/policies/full_cache.h"
+
+namespace louiskv {
+namespace {
+
+using PolicyMaker = std::function<std::unique_ptr<KvPolicy>(const KvConfig&, const KvShape&, Backend&)>;
+
+const std::vector<std::pair<std::string, PolicyMaker>>& policy_makers() {
+  static const std::vector<std::pair<std::string, PolicyMaker>> makers = {
+      {"full", [](const KvConfig&, const KvShape& shape, Backend& backend) {
+         return std::make_unique<FullCachePolicy>(shape, backend);
+       }},
+  };
+  return makers;
+}
+
+}  // namespace
+
+std::vector<std::string> kv_policy_names() {
+  std::vector<std::string> names;
+  for (const auto& [name, maker] : policy_makers()) names.push_back(name);
+  return names;
+}
+
+std::unique_ptr<KvPolicy> make_kv_policy(const KvConfig& config, const KvShape& shape, Backend& backend) {
+  for (const auto& [name, maker] : policy_makers()) {
+    if (name == config.policy) return maker(config, shape, backend);
+  }
+  std::string known;
+  for (const auto& name : kv_policy_names()) known += (known.empty() ? "" : ", ") + name;
+  throw_error(ErrorKind::invalid_input, "unknown KV policy '" + config.policy + "' (known: " + known + ")");
+}
+
+}  // namespace louiskv

@@ -1,0 +1,183 @@
+// The `louiskv` command as a user runs it: JSON outputs, and one clear error (with a non-zero
+// exit) for each kind of bad input.
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "support/test_support.h"
+
+namespace louiskv {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Outcome {
+  int exit_code = -1;
+  std::string output;  // stdout, and stderr when `with_stderr`
+};
+
+Outcome run_louiskv(const std::string& arguments, bool with_stderr = true, const std::string& stdin_text = "") {
+  const fs::path binary = testing::binary_dir() / "src" / "louiskv";
+  std::string command = binary.string() + " " + arguments;
+  if (!stdin_text.empty()) {
+    const fs::path input = testing::binary_dir() / "test-tmp" / "cli-stdin.txt";
+    fs::create_directories(input.parent_path());
+    std::ofstream(input) << stdin_text;
+    command += " < " + input.string();
+  }
+  if (with_stderr) command += " 2>&1";
+  Outcome outcome;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return outcome;
+  std::array<char, 4096> chunk;
+  size_t read = 0;
+  while ((read = fread(chunk.data(), 1, chunk.size(), pipe)) > 0) outcome.output.append(chunk.data(), read);
+  const int status = pclose(pipe);
+  outcome.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return outcome;
+}
+
+std::string model_arg() { return "-m " + testing::bundled_model_dir().string(); }
+
+// A copy of the bundled model folder whose config.json is replaced by `config_text` (weights
+// linked, not copied).
+fs::path model_with_config(const testing::TempDir& dir, const std::string& config_text) {
+  const fs::path source = testing::bundled_model_dir();
+  for (const auto& entry : fs::directory_iterator(source)) {
+    if (entry.path().filename() != "config.json") fs::create_symlink(entry.path(), dir.path() / entry.path().filename());
+  }
+  std::ofstream(dir.path() / "config.json") << config_text;
+  return dir.path();
+}
+
+std::string bundled_config() {
+  std::ifstream in(testing::bundled_model_dir() / "config.json");
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+TEST(Cli, TokenizeJsonGivesTheReferenceIds) {
+  LOUISKV_REQUIRE_SHARED();
+  const auto& item = testing::tiny_llama_reference()["tokenizer"][1];
+  Outcome outcome = run_louiskv("tokenize " + model_arg() + " --json", false, item["text"].get<std::string>());
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.output;
+  EXPECT_EQ(nlohmann::json::parse(outcome.output)["ids"], item["ids_with_special"]);
+  Outcome plain = run_louiskv("tokenize " + model_arg() + " --json --no-special", false, item["text"].get<std::string>());
+  EXPECT_EQ(nlohmann::json::parse(plain.output)["ids"], item["ids"]);
+}
+
+TEST(Cli, DetokenizeReadsIdsFromStdin) {
+  Outcome outcome = run_louiskv("detokenize " + model_arg() + " --json", false, "[42, 627, 81, 14, 1557, 3]");
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.output;
+  EXPECT_EQ(nlohmann::json::parse(outcome.output)["text"], "Hello, world!");
+  Outcome bad = run_louiskv("detokenize " + model_arg(), true, "42 banana");
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.output.find("'banana' is not a token id"), std::string::npos) << bad.output;
+}
+
+TEST(Cli, RunJsonHasTheDocumentedFieldsAndIsGreedyAtTemperatureZero) {
+  LOUISKV_REQUIRE_SHARED();
+  const auto& reference = testing::tiny_llama_reference()["logits"][0];
+  Outcome outcome = run_louiskv("run --device cpu " + model_arg() + " --temp 0 -n 12 --json -p \"" +
+                                    reference["prompt"].get<std::string>() + "\"",
+                                false);
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.output;
+  auto document = nlohmann::json::parse(outcome.output);
+  EXPECT_EQ(document["prompt_tokens"], reference["ids"].size());
+  auto expected = reference["greedy_ids"].get<std::vector<int>>();
+  expected.resize(12);
+  EXPECT_EQ(document["ids"].get<std::vector<int>>(), expected);
+  EXPECT_TRUE(document["text"].is_string());
+  EXPECT_TRUE(document["stats"]["ttft_ms"].is_number());
+  EXPECT_TRUE(document["stats"]["tok_per_s"].is_number());
+}
+
+TEST(Cli, LogitsJsonListsEveryPosition) {
+  Outcome outcome = run_louiskv("logits --device cpu " + model_arg() + " --top 3 --json -p \"Hello, world!\"", false);
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.output;
+  auto document = nlohmann::json::parse(outcome.output);
+  ASSERT_EQ(document["positions"].size(), document["ids"].size());
+  EXPECT_EQ(document["positions"][2]["pos"], 2);
+  EXPECT_EQ(document["positions"][2]["top_ids"].size(), 3u);
+  EXPECT_GE(document["positions"][2]["logsumexp"].get<double>(), document["positions"][2]["top_logits"][0].get<double>());
+}
+
+TEST(Cli, InspectDescribesTheModel) {
+  Outcome outcome = run_louiskv("inspect " + model_arg() + " --json", false);
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.output;
+  auto document = nlohmann::json::parse(outcome.output);
+  EXPECT_EQ(document["architecture"], "LlamaForCausalLM");
+  EXPECT_EQ(document["layers"], 8);
+  EXPECT_EQ(document["kv_heads"], 2);
+  EXPECT_EQ(document["tensor_dtypes"]["bf16"], 74);
+}
+
+struct BadInputCase {
+  std::string name;
+  std::string config;     // replaces config.json when not empty
+  std::string arguments;  // after "louiskv"; MODEL is replaced by the model folder
+  int exit_code;
+  std::string message;    // must appear in the output
+};
+
+TEST(Cli, EachBadInputGivesOneClearErrorAndANonZeroExit) {
+  std::string config = bundled_config();
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string text = config;
+    text.replace(text.find(from), from.size(), to);
+    return text;
+  };
+  const std::vector<BadInputCase> cases = {
+      {"missing folder", "", "run -m /nonexistent/model -p hi", 3, "/nonexistent/model"},
+      {"malformed config", "{ \"architectures\": [", "run -m MODEL -p hi", 2, "config.json"},
+      {"unknown architecture", with("LlamaForCausalLM", "MambaForCausalLM"), "run -m MODEL -p hi", 4, "MambaForCausalLM"},
+      {"bad field", with("\"num_attention_heads\": 6", "\"num_attention_heads\": -6"), "run -m MODEL -p hi", 2,
+       "num_attention_heads"},
+      {"prompt over the context", with("\"max_position_embeddings\": 16384", "\"max_position_embeddings\": 4"),
+       "run --device cpu -m MODEL -p \"a prompt of more than four tokens\"", 2, "max_position_embeddings"},
+      {"top-p out of range", "", "run -m MODEL -p hi --top-p 2", 2, "top-p"},
+      {"unknown policy", "", "run -m MODEL -p hi --kv nonsense", 2, "--kv"},
+      {"unknown flag", "", "run -m MODEL -p hi --frobnicate", 2, "frobnicate"},
+      {"missing prompt file", "", "run -m MODEL -f /nonexistent/prompt.txt", 3, "/nonexistent/prompt.txt"},
+  };
+  for (const auto& test_case : cases) {
+    SCOPED_TRACE(test_case.name);
+    testing::TempDir dir("cli-bad-input");
+    std::string arguments = test_case.arguments;
+    const fs::path model = test_case.config.empty() ? testing::bundled_model_dir() : model_with_config(dir, test_case.config);
+    if (auto at = arguments.find("MODEL"); at != std::string::npos) arguments.replace(at, 5, model.string());
+    Outcome outcome = run_louiskv(arguments);
+    EXPECT_EQ(outcome.exit_code, test_case.exit_code) << outcome.output;
+    EXPECT_NE(outcome.output.find(test_case.message), std::string::npos) << outcome.output;
+  }
+}
+
+TEST(Cli, MissingAndTruncatedShardsAreNamed) {
+  for (bool truncate : {false, true}) {
+    testing::TempDir dir(truncate ? "cli-truncated-shard" : "cli-missing-shard");
+    const fs::path source = testing::bundled_model_dir();
+    for (const auto& entry : fs::directory_iterator(source)) {
+      const auto name = entry.path().filename().string();
+      if (name == "model-00002-of-00003.safetensors") {
+        if (truncate) {
+          fs::copy_file(entry.path(), dir.path() / name);
+          fs::resize_file(dir.path() / name, fs::file_size(entry.path()) / 2);
+        }
+      } else {
+        fs::create_symlink(entry.path(), dir.path() / name);
+      }
+    }
+    Outcome outcome = run_louiskv("run --device cpu -m " + dir.path().string() + " -p hi");
+    EXPECT_NE(outcome.exit_code, 0);
+    EXPECT_NE(outcome.output.find("model-00002-of-00003.safetensors"), std::string::npos) << outcome.output;
+    EXPECT_EQ(outcome.output.find("internal error"), std::string::npos) << outcome.output;
+  }
+}
+
+}  // namespace
+}  // namespace louiskv
