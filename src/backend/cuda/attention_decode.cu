@@ -389,7 +389,8 @@ void launch_attention_decode(const DecodeAttentionParams& params, cudaStream_t s
   int64_t batch = params.q.dim(0);
   int64_t query_heads = params.q.dim(1);
   int64_t head_dim = params.q.dim(2);
-  require_shape(params.out, {batch, query_heads, head_dim}, op, "out");
+  require(params.out.numel() == params.q.numel(), op,
+          "out (" + params.out.describe() + ") must have q's element count (" + params.q.describe() + ")");
   require(head_dim == 64 || head_dim == 128, op,
           "head dim " + std::to_string(head_dim) + " is not supported (64 or 128)");
   require(params.kv_heads > 0 && query_heads % params.kv_heads == 0, op,
@@ -398,7 +399,8 @@ void launch_attention_decode(const DecodeAttentionParams& params, cudaStream_t s
   if (!params.lse.empty()) {
     require_on_device(params.lse, op, "lse");
     require_dtype(params.lse, DType::f32, op, "lse");
-    require_shape(params.lse, {batch, query_heads}, op, "lse");
+    require(params.lse.numel() == batch * query_heads, op,
+            "lse (" + params.lse.describe() + ") must hold batch x query heads values");
   }
   require(reinterpret_cast<uintptr_t>(params.q.data) % 16 == 0, op, "q must be 16-byte aligned");
   require(params.split.splits >= 1 && params.split.chunk_tokens % tile_tokens == 0 &&

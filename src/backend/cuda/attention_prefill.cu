@@ -270,7 +270,8 @@ void launch_attention_prefill(const PrefillAttentionParams& params, cudaStream_t
   int64_t head_dim = params.q.dim(2);
   int64_t kv_heads = params.k.dim(0);
   int64_t capacity = params.k.dim(1);
-  require_shape(params.out, {tokens, query_heads, head_dim}, op, "out");
+  require(params.out.numel() == params.q.numel(), op,
+          "out (" + params.out.describe() + ") must have q's element count (" + params.q.describe() + ")");
   require_shape(params.k, {kv_heads, capacity, head_dim}, op, "k");
   require_shape(params.v, {kv_heads, capacity, head_dim}, op, "v");
   require(head_dim == 64 || head_dim == 128, op,

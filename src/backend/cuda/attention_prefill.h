@@ -11,7 +11,7 @@ namespace louiskv::kernels {
 
 // q [T, Hq, D] bf16 holds positions first_position + t; k, v [Hkv, capacity, D] bf16 (device);
 // query t sees keys [0, first_position + t]. GQA: query head h reads KV head h / (Hq / Hkv).
-// out [T, Hq, D] bf16. D is 64 or 128.
+// out [T, Hq, D] bf16 (or any shape of that element count). D is 64 or 128.
 struct PrefillAttentionParams {
   TensorView out;
   TensorView q;

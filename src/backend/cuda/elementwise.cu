@@ -93,13 +93,6 @@ void launch_add(const AddParams& params, cudaStream_t stream) {
 
 void launch_swiglu(const SwigluParams& params, cudaStream_t stream) {
   check_binary("swiglu", params.out, params.gate, params.up, "gate", "up");
-  require(params.gate.rank == params.out.rank && params.up.rank == params.out.rank, "swiglu",
-          "out, gate and up must have the same shape");
-  for (int i = 0; i < params.out.rank; ++i) {
-    require(params.gate.shape[i] == params.out.shape[i] && params.up.shape[i] == params.out.shape[i],
-            "swiglu", "out (" + params.out.describe() + "), gate (" + params.gate.describe() +
-                          ") and up (" + params.up.describe() + ") must have the same shape");
-  }
   launch_binary(params.out, params.gate, params.up, SwigluOp{}, stream);
 }
 

@@ -15,7 +15,7 @@ struct AddParams {
 };
 void launch_add(const AddParams& params, cudaStream_t stream);
 
-// out[t, i] = silu(gate[t, i]) * up[t, i]; all [T, I] of one dtype (bf16 or f32).
+// out[t, i] = silu(gate[t, i]) * up[t, i]; all [T, I] of one dtype (bf16 or f32); out may alias.
 struct SwigluParams {
   TensorView out;
   TensorView gate;

@@ -77,7 +77,8 @@ void launch_embedding(const EmbeddingParams& params, cudaStream_t stream) {
   int64_t tokens = params.out.dim(0);
   int64_t hidden = params.out.dim(1);
   int64_t vocab = params.table.dim(0);
-  require_shape(params.ids, {tokens}, op, "ids");
+  require(params.ids.numel() == tokens, op,
+          "ids (" + params.ids.describe() + ") must hold one id per row of out (" + params.out.describe() + ")");
   require(params.table.dim(1) == hidden, op,
           "table (" + params.table.describe() + ") and out (" + params.out.describe() +
               ") must have the same row width");

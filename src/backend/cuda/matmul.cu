@@ -52,7 +52,7 @@ void launch_matmul(const MatmulParams& params, cublasHandle_t cublas, cudaStream
   require_on_device(params.out, op, "out");
   require_on_device(params.in, op, "in");
   require_on_device(params.weight, op, "weight");
-  require_rank(params.in, 2, op, "in");
+  require(params.in.rank >= 1, op, "in (" + params.in.describe() + ") has no dims");
   require_rank(params.weight, 2, op, "weight");
   require_dtype(params.in, DType::bf16, op, "in");
   require(params.weight.dtype == DType::bf16, op,
@@ -60,18 +60,21 @@ void launch_matmul(const MatmulParams& params, cublasHandle_t cublas, cudaStream
               ") must be bf16: pass weights through prepare_weight(), which converts them");
   require(params.out.dtype == DType::bf16 || params.out.dtype == DType::f32, op,
           "out (" + params.out.describe() + ") must be bf16 or f32");
-  int64_t tokens = params.in.dim(0);
-  int64_t inner = params.in.dim(1);
+  int64_t inner = params.in.dim(-1);
+  int64_t tokens = inner == 0 ? 0 : params.in.numel() / inner;
   int64_t columns = params.weight.dim(0);
   require(params.weight.dim(1) == inner, op,
           "in (" + params.in.describe() + ") and weight (" + params.weight.describe() +
               ") disagree on the inner dimension");
-  require_shape(params.out, {tokens, columns}, op, "out");
+  require(params.out.numel() == tokens * columns && params.out.dim(-1) == columns, op,
+          "out (" + params.out.describe() + ") must hold " + std::to_string(tokens) + " rows of " +
+              std::to_string(columns));
   bool has_bias = !params.bias.empty();
   if (has_bias) {
     require_on_device(params.bias, op, "bias");
     require_floating(params.bias, op, "bias");
-    require_shape(params.bias, {columns}, op, "bias");
+    require(params.bias.numel() == columns, op,
+            "bias (" + params.bias.describe() + ") must hold one value per output column");
   }
   constexpr int64_t int_limit = 2147483647;
   require(tokens <= int_limit && inner <= int_limit && columns <= int_limit, op,

@@ -11,6 +11,7 @@ namespace louiskv::kernels {
 
 // in [T, K] bf16 (device); weight [N, K] bf16 (device: prepare_weight converts file weights);
 // out [T, N] bf16 or f32 (device); bias [N] f32, f16 or bf16 (device), or an empty view.
+// `in` and `out` may have more dims: all but the last are flattened into T.
 struct MatmulParams {
   TensorView out;
   TensorView in;

@@ -8,7 +8,7 @@
 namespace louiskv::kernels {
 
 // in/out [R, H] of one dtype, bf16 or f32 (device; out may alias in); weight [H] f32, f16 or
-// bf16 (device or mapped host).
+// bf16 (device or mapped host). Views of any rank are taken as rows of H = weight's length.
 struct RmsNormParams {
   TensorView out;
   TensorView in;

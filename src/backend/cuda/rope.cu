@@ -49,9 +49,11 @@ void launch_rope(const RopeParams& params, cudaStream_t stream) {
   int64_t head_dim = params.x.dim(2);
   require(head_dim % 2 == 0, op, "x (" + params.x.describe() + ") must have an even head dim");
   require_dtype(params.positions, DType::i32, op, "positions");
-  require_shape(params.positions, {tokens}, op, "positions");
+  require(params.positions.numel() == tokens, op,
+          "positions (" + params.positions.describe() + ") must hold one position per token of x");
   require_dtype(params.inv_freq, DType::f32, op, "inv_freq");
-  require_shape(params.inv_freq, {head_dim / 2}, op, "inv_freq");
+  require(params.inv_freq.numel() == head_dim / 2, op,
+          "inv_freq (" + params.inv_freq.describe() + ") must hold head dim / 2 values");
   int64_t pairs = tokens * heads * (head_dim / 2);
   if (pairs == 0) return;
   int64_t wanted = (pairs + threads_per_block - 1) / threads_per_block;

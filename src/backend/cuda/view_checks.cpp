@@ -15,7 +15,10 @@ std::string argument(std::string_view name, const TensorView& view) {
 }  // namespace
 
 void require(bool condition, std::string_view op, const std::string& message) {
-  if (!condition) throw Error(ErrorKind::invalid_input, std::string(op) + ": " + message);
+  // A wrong view is a bug in the calling layer (model/ or kv/), not the user's input.
+  if (!condition) {
+    throw Error(ErrorKind::internal, "cuda " + std::string(op) + ": " + message + " (a bug in louiskv)");
+  }
 }
 
 void require_dtype(const TensorView& view, DType dtype, std::string_view op, std::string_view name) {

@@ -11,7 +11,7 @@
 
 namespace louiskv::kernels {
 
-// Throws invalid_input "<op>: <message>" unless `condition` holds.
+// Throws internal "cuda <op>: <message>" unless `condition` holds.
 void require(bool condition, std::string_view op, const std::string& message);
 
 void require_dtype(const TensorView& view, DType dtype, std::string_view op, std::string_view name);
