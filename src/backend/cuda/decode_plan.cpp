@@ -129,23 +129,41 @@ DecodePlan DecodePlanUploader::upload(const AttendedSpans& spans, int64_t batch,
     if (tokens > max_row_tokens) max_row_tokens = tokens;
   }
 
+  // Spans that continue each other in memory (neighbouring slots of a working set, pages of
+  // one dense cache) are merged below, so the upload is often far smaller than `kept`.
   size_t span_bytes = kept * sizeof(DeviceSpan);
   size_t bytes = span_bytes + size_t(rows + 1) * sizeof(int32_t);
   Slot& slot = free_slot(bytes);
   auto* staged_spans = static_cast<DeviceSpan*>(slot.host);
-  auto* staged_indptr = reinterpret_cast<int32_t*>(static_cast<char*>(slot.host) + span_bytes);
+  const size_t row_bytes = size_t(head_dim) * 2;  // bf16
   int32_t written = 0;
-  staged_indptr[0] = 0;
+  std::vector<int32_t>& indptr = indptr_scratch_;
+  indptr.assign(size_t(rows) + 1, 0);
   for (int64_t row = 0; row < rows; ++row) {
     int32_t first_token = 0;
+    int32_t row_start = written;
     for (int32_t i = spans.indptr[row]; i < spans.indptr[row + 1]; ++i) {
       const AttendSpan& span = spans.spans[i];
       if (span.length == 0) continue;
+      if (written > row_start) {
+        DeviceSpan& last = staged_spans[written - 1];
+        size_t last_bytes = size_t(last.length) * row_bytes;
+        if (static_cast<const char*>(last.keys) + last_bytes == span.keys &&
+            static_cast<const char*>(last.values) + last_bytes == span.values) {
+          last.length += span.length;
+          first_token += span.length;
+          continue;
+        }
+      }
       staged_spans[written++] = DeviceSpan{span.keys, span.values, span.length, first_token};
       first_token += span.length;
     }
-    staged_indptr[row + 1] = written;
+    indptr[size_t(row) + 1] = written;
   }
+  // indptr goes right after the spans actually written.
+  span_bytes = size_t(written) * sizeof(DeviceSpan);
+  bytes = span_bytes + size_t(rows + 1) * sizeof(int32_t);
+  std::memcpy(static_cast<char*>(slot.host) + span_bytes, indptr.data(), indptr.size() * sizeof(int32_t));
 
   grow_device_plan(bytes, stream);
   LOUISKV_CUDA_CHECK(cudaMemcpyAsync(device_plan_, slot.host, bytes, cudaMemcpyHostToDevice, stream));

@@ -51,6 +51,7 @@ class DecodePlanUploader {
   void grow_workspace(int64_t floats, cudaStream_t stream);
 
   std::vector<Slot> slots_;
+  std::vector<int32_t> indptr_scratch_;  // reused across calls: no allocation per step
   uint64_t uses_ = 0;
   void* device_plan_ = nullptr;
   size_t device_plan_bytes_ = 0;
