@@ -95,10 +95,13 @@ Result run(const DecodeShape& s, int multiprocessors) {
   params.kv_heads = int(s.kv_heads);
   params.spans = plan.spans;
   params.indptr = plan.indptr;
+  params.chunk_first_span = plan.chunk_first_span;
   params.split = plan.split;
   params.workspace = plan.workspace;
   params.workspace_floats = plan.workspace_floats;
   double kernel_ms = median_ms(stream, 5, runs, [&](int) { kernels::launch_attention_decode(params, stream); });
+  uploader.release(plan, stream);
+  LOUISKV_CUDA_CHECK(cudaStreamSynchronize(stream));
   LOUISKV_CUDA_CHECK(cudaStreamDestroy(stream));
 
   Result result{kv_bytes / (whole_ms * 1e-3) / 1e9, kv_bytes / (kernel_ms * 1e-3) / 1e9};

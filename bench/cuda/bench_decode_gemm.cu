@@ -3,7 +3,9 @@
 // copy ceiling measured in the same run (target: at least 80%). At these batch sizes a
 // projection is a pass over its weights, so weight bytes / time is the figure that matters.
 // Weights rotate among copies totalling more than the L2, so every run reads memory.
+#include <algorithm>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -47,7 +49,10 @@ int main() {
                                     {"gate+up 4096->28672", 4096, 28672},
                                     {"down 14336->4096", 14336, 4096}};
   const int64_t batches[] = {1, 2, 4, 8, 16, 32};
-  std::printf("decode GEMMs (weight bytes / time), GB/s by batch:\n  %-22s", "projection");
+  cudaDeviceProp properties{};
+  LOUISKV_CUDA_CHECK(cudaGetDeviceProperties(&properties, 0));
+  const int multiprocessors = properties.multiProcessorCount;
+  std::printf("decode GEMMs (weight bytes / time), GB/s by batch:\n  %-30s", "projection");
   for (int64_t batch : batches) std::printf(" %8lld", (long long)batch);
   std::printf("\n");
   for (const Projection& p : projections) {
@@ -60,27 +65,47 @@ int main() {
     }
     DeviceMemory in(size_t(32 * p.inner) * 2), out(size_t(32 * p.columns) * 2);
     fill_uniform_bf16(in.data, size_t(32 * p.inner), 5, -1.0f, 1.0f, stream);
-    std::printf("  %-22s", p.name);
-    double worst = 1e30;
-    int64_t worst_batch = 0;
+    // The weight-streaming kernel's split-K workspace, for the largest batch, zeroed once.
+    int64_t workspace_bytes = 256;
     for (int64_t batch : batches) {
-      kernels::MatmulParams params;
-      params.in = TensorView(in.data, DType::bf16, Device::cuda, {batch, p.inner});
-      params.out = TensorView(out.data, DType::bf16, Device::cuda, {batch, p.columns});
-      double ms = median_ms(stream, 10, 100, [&](int i) {
-        params.weight = TensorView(weights[size_t(i % copies)]->data, DType::bf16, Device::cuda, {p.columns, p.inner});
-        kernels::launch_matmul(params, cublas, stream);
-      });
-      double gbps = double(weight_bytes) / (ms * 1e-3) / 1e9;
-      std::printf(" %8.1f", gbps);
-      if (gbps < worst) {
-        worst = gbps;
-        worst_batch = batch;
+      workspace_bytes = std::max(
+          workspace_bytes, kernels::matmul_workspace_bytes(TensorView(in.data, DType::bf16, Device::cuda, {batch, p.inner}),
+                                                           TensorView(weights[0]->data, DType::bf16, Device::cuda,
+                                                                      {p.columns, p.inner}),
+                                                           multiprocessors));
+    }
+    DeviceMemory matmul_workspace{size_t(workspace_bytes)};
+    LOUISKV_CUDA_CHECK(cudaMemsetAsync(matmul_workspace.data, 0, size_t(workspace_bytes), stream));
+    for (kernels::MatmulPath path : {kernels::MatmulPath::cublas, kernels::MatmulPath::automatic}) {
+      const char* path_name = path == kernels::MatmulPath::cublas ? "cuBLAS" : "streaming";
+      std::printf("  %-20s %-9s", p.name, path_name);
+      double worst = 1e30;
+      int64_t worst_batch = 0;
+      for (int64_t batch : batches) {
+        kernels::MatmulParams params;
+        params.in = TensorView(in.data, DType::bf16, Device::cuda, {batch, p.inner});
+        params.out = TensorView(out.data, DType::bf16, Device::cuda, {batch, p.columns});
+        params.path = path;
+        params.multiprocessors = multiprocessors;
+        params.workspace = matmul_workspace.data;
+        params.workspace_bytes = workspace_bytes;
+        double ms = median_ms(stream, 10, 100, [&](int i) {
+          params.weight = TensorView(weights[size_t(i % copies)]->data, DType::bf16, Device::cuda, {p.columns, p.inner});
+          kernels::launch_matmul(params, cublas, stream);
+        });
+        double gbps = double(weight_bytes) / (ms * 1e-3) / 1e9;
+        std::printf(" %8.1f", gbps);
+        if (gbps < worst) {
+          worst = gbps;
+          worst_batch = batch;
+        }
+      }
+      std::printf("\n");
+      if (path == kernels::MatmulPath::automatic) {
+        print_summary(std::string("decode GEMM ") + p.name + " worst B=" + std::to_string(worst_batch), worst, "GB/s",
+                      copy_gbps, 80);
       }
     }
-    std::printf("\n");
-    print_summary(std::string("decode GEMM ") + p.name + " worst B=" + std::to_string(worst_batch), worst, "GB/s",
-                  copy_gbps, 80);
   }
   LOUISKV_CUBLAS_CHECK(cublasDestroy(cublas));
   LOUISKV_CUDA_CHECK(cudaStreamDestroy(stream));

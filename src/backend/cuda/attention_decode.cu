@@ -16,11 +16,15 @@ constexpr int warps = threads / 32;
 constexpr int tile_tokens = decode_tile_tokens;
 // Tiles in flight: while one tile is consumed, the next two are being read from memory.
 constexpr int stages = 3;
+// Spans a block reads into shared memory at a time while building its token table.
+constexpr int span_cache = threads;
+static_assert(tile_tokens == 32, "the softmax step maps a tile's tokens onto the lanes of a warp");
 
 struct KernelArguments {
   const __nv_bfloat16* q;
   const DeviceSpan* spans;
   const int32_t* indptr;
+  const int32_t* chunk_first_span;
   float* partial_out;  // [B * Hq, splits, D]
   float* partial_max;  // [B * Hq, splits], base-2 scores
   float* partial_sum;  // [B * Hq, splits]
@@ -52,8 +56,9 @@ constexpr size_t shared_bytes() {
   size_t reduce_bytes = size_t(L::token_lanes) * max_heads * head_dim * sizeof(float);
   size_t big = stage_bytes > reduce_bytes ? stage_bytes : reduce_bytes;
   size_t tables = size_t(decode_max_chunk_tokens) * 2 * sizeof(const char*);
+  size_t cache = size_t(span_cache) * (2 * sizeof(const char*) + 2 * sizeof(int32_t));
   size_t softmax = size_t(2 * max_heads * tile_tokens + max_heads) * sizeof(float);
-  return big + tables + softmax;
+  return big + tables + cache + softmax;
 }
 
 // Sum over the threads_per_row lanes sharing a row (consecutive lanes of one warp).
@@ -79,7 +84,11 @@ __global__ void __launch_bounds__(threads) attention_decode_kernel(const KernelA
   constexpr size_t big = stage_bytes > reduce_bytes ? stage_bytes : reduce_bytes;
   auto* key_rows = reinterpret_cast<const char**>(shared + big);
   const char** value_rows = key_rows + decode_max_chunk_tokens;
-  auto* scores = reinterpret_cast<float*>(value_rows + decode_max_chunk_tokens);  // [max_heads][tile]
+  const char** cached_keys = value_rows + decode_max_chunk_tokens;  // [span_cache]
+  const char** cached_values = cached_keys + span_cache;              // [span_cache]
+  auto* cached_first = reinterpret_cast<int32_t*>(cached_values + span_cache);
+  int32_t* cached_length = cached_first + span_cache;
+  auto* scores = reinterpret_cast<float*>(cached_length + span_cache);              // [max_heads][tile]
   float* probabilities = scores + max_heads * tile_tokens;                         // [max_heads][tile]
   float* corrections = probabilities + max_heads * tile_tokens;                    // [max_heads]
 
@@ -111,21 +120,39 @@ __global__ void __launch_bounds__(threads) attention_decode_kernel(const KernelA
     return;
   }
 
-  // Row addresses of the chunk's tokens: binary search for the span holding each token.
+  // Row addresses of the chunk's tokens. The spans from the chunk's first one on are read into
+  // shared memory, one per thread, and each token finds its span by binary search there; a
+  // chunk of more spans than threads (spans of a few tokens) takes several rounds.
   constexpr int64_t row_bytes = head_dim * sizeof(__nv_bfloat16);
-  for (int i = threadIdx.x; i < count; i += threads) {
-    int token = chunk_begin + i;
-    int low = span_begin, high = span_end - 1;
-    while (low < high) {
-      int middle = (low + high + 1) / 2;
-      if (args.spans[middle].first_token <= token) low = middle; else high = middle - 1;
+  const int chunk_end = chunk_begin + count;
+  for (int round_first = args.chunk_first_span[int64_t(row) * args.splits + split];;
+       round_first += span_cache) {
+    const int cached = min(span_cache, span_end - round_first);
+    if (threadIdx.x < cached) {
+      const DeviceSpan& span = args.spans[round_first + threadIdx.x];
+      cached_keys[threadIdx.x] = static_cast<const char*>(span.keys);
+      cached_values[threadIdx.x] = static_cast<const char*>(span.values);
+      cached_first[threadIdx.x] = span.first_token;
+      cached_length[threadIdx.x] = span.length;
     }
-    const DeviceSpan& span = args.spans[low];
-    int64_t offset = int64_t(token - span.first_token) * row_bytes;
-    key_rows[i] = static_cast<const char*>(span.keys) + offset;
-    value_rows[i] = static_cast<const char*>(span.values) + offset;
+    __syncthreads();
+    const int round_begin = cached_first[0];
+    const int round_end = cached_first[cached - 1] + cached_length[cached - 1];
+    for (int i = threadIdx.x; i < count; i += threads) {
+      int token = chunk_begin + i;
+      if (token < round_begin || token >= round_end) continue;
+      int low = 0, high = cached - 1;
+      while (low < high) {
+        int middle = (low + high + 1) / 2;
+        if (cached_first[middle] <= token) low = middle; else high = middle - 1;
+      }
+      int64_t offset = int64_t(token - cached_first[low]) * row_bytes;
+      key_rows[i] = cached_keys[low] + offset;
+      value_rows[i] = cached_values[low] + offset;
+    }
+    __syncthreads();  // the cache is read by every thread before the next round overwrites it
+    if (round_end >= chunk_end || round_first + cached >= span_end) break;
   }
-  __syncthreads();
 
   const int column = threadIdx.x % L::threads_per_row;  // this thread's 8 dims
   const int token_lane = threadIdx.x / L::threads_per_row;
@@ -355,24 +382,58 @@ void launch_for_head_dim(const KernelArguments& args, int rows, cudaStream_t str
 
 }  // namespace
 
+int decode_blocks_per_multiprocessor(int64_t head_dim, int64_t query_heads_per_kv_head) {
+  auto query = [](auto kernel, size_t bytes) {
+    LOUISKV_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+    int blocks = 0;
+    LOUISKV_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, threads, bytes));
+    return blocks;
+  };
+  const int64_t g = query_heads_per_kv_head;
+  if (head_dim == 64) {
+    if (g <= 1) return query(attention_decode_kernel<64, 1>, shared_bytes<64, 1>());
+    if (g <= 2) return query(attention_decode_kernel<64, 2>, shared_bytes<64, 2>());
+    if (g <= 4) return query(attention_decode_kernel<64, 4>, shared_bytes<64, 4>());
+    return query(attention_decode_kernel<64, 8>, shared_bytes<64, 8>());
+  }
+  if (g <= 1) return query(attention_decode_kernel<128, 1>, shared_bytes<128, 1>());
+  if (g <= 2) return query(attention_decode_kernel<128, 2>, shared_bytes<128, 2>());
+  if (g <= 4) return query(attention_decode_kernel<128, 4>, shared_bytes<128, 4>());
+  return query(attention_decode_kernel<128, 8>, shared_bytes<128, 8>());
+}
+
 DecodeSplit choose_decode_split(int64_t rows, int64_t query_heads_per_kv_head,
-                                int64_t max_row_tokens, int multiprocessors) {
-  DecodeSplit split;
-  if (max_row_tokens <= 0 || rows <= 0) return split;
-  int64_t head_blocks = (query_heads_per_kv_head + 7) / 8;
-  // About four blocks per multiprocessor keep the memory system busy through the tail.
-  int64_t target_blocks = int64_t(multiprocessors) * 4;
-  int64_t wanted_splits = (target_blocks + rows * head_blocks - 1) / (rows * head_blocks);
-  if (wanted_splits < 1) wanted_splits = 1;
-  int64_t chunk = (max_row_tokens + wanted_splits - 1) / wanted_splits;
-  // Short chunks spend more on setup than on reading: at least 64 tokens.
+                                int64_t max_row_tokens, int64_t concurrent_blocks) {
+  DecodeSplit best;
+  if (max_row_tokens <= 0 || rows <= 0) return best;
+  // The largest chunk always works; the launcher rejects a split count above the grid limit.
+  best.chunk_tokens = decode_max_chunk_tokens;
+  best.splits = int((max_row_tokens + decode_max_chunk_tokens - 1) / decode_max_chunk_tokens);
   constexpr int64_t min_chunk = 64;
-  if (chunk < min_chunk) chunk = min_chunk;
-  chunk = (chunk + tile_tokens - 1) / tile_tokens * tile_tokens;
-  if (chunk > decode_max_chunk_tokens) chunk = decode_max_chunk_tokens;
-  split.chunk_tokens = int(chunk);
-  split.splits = int((max_row_tokens + chunk - 1) / chunk);
-  return split;
+  const int64_t head_blocks = (query_heads_per_kv_head + 7) / 8;
+  const int64_t base_blocks = rows * head_blocks;
+  if (concurrent_blocks < 1) concurrent_blocks = 1;
+  double best_score = -1.0;
+  int64_t previous_splits = 0;
+  for (int64_t chunk = decode_max_chunk_tokens; chunk >= min_chunk; chunk -= tile_tokens) {
+    int64_t splits = (max_row_tokens + chunk - 1) / chunk;
+    if (splits == previous_splits || splits > 65535) continue;
+    previous_splits = splits;
+    int64_t tight_chunk = (max_row_tokens + splits - 1) / splits;
+    tight_chunk = (tight_chunk + tile_tokens - 1) / tile_tokens * tile_tokens;
+    int64_t blocks = base_blocks * splits;
+    int64_t waves = (blocks + concurrent_blocks - 1) / concurrent_blocks;
+    // The share of the GPU's block slots kept busy; a grid of less than one wave is scored by
+    // the slots it fills, so that small batches still spread over every multiprocessor.
+    double score = double(blocks) / double(waves * concurrent_blocks);
+    // Each split costs a little setup and merge work: prefer fewer unless clearly better.
+    if (score > best_score + 0.02) {
+      best_score = score;
+      best.chunk_tokens = int(tight_chunk);
+      best.splits = int((max_row_tokens + tight_chunk - 1) / tight_chunk);
+    }
+  }
+  return best;
 }
 
 int64_t decode_workspace_floats(int64_t query_rows, int splits, int64_t head_dim) {
@@ -389,37 +450,39 @@ void launch_attention_decode(const DecodeAttentionParams& params, cudaStream_t s
   int64_t batch = params.q.dim(0);
   int64_t query_heads = params.q.dim(1);
   int64_t head_dim = params.q.dim(2);
-  require(params.out.numel() == params.q.numel(), op,
+  LOUISKV_REQUIRE(params.out.numel() == params.q.numel(), op,
           "out (" + params.out.describe() + ") must have q's element count (" + params.q.describe() + ")");
-  require(head_dim == 64 || head_dim == 128, op,
+  LOUISKV_REQUIRE(head_dim == 64 || head_dim == 128, op,
           "head dim " + std::to_string(head_dim) + " is not supported (64 or 128)");
-  require(params.kv_heads > 0 && query_heads % params.kv_heads == 0, op,
+  LOUISKV_REQUIRE(params.kv_heads > 0 && query_heads % params.kv_heads == 0, op,
           "query heads (" + std::to_string(query_heads) + ") must be a multiple of KV heads (" +
               std::to_string(params.kv_heads) + ")");
   if (!params.lse.empty()) {
     require_on_device(params.lse, op, "lse");
     require_dtype(params.lse, DType::f32, op, "lse");
-    require(params.lse.numel() == batch * query_heads, op,
+    LOUISKV_REQUIRE(params.lse.numel() == batch * query_heads, op,
             "lse (" + params.lse.describe() + ") must hold batch x query heads values");
   }
-  require(reinterpret_cast<uintptr_t>(params.q.data) % 16 == 0, op, "q must be 16-byte aligned");
-  require(params.split.splits >= 1 && params.split.chunk_tokens % tile_tokens == 0 &&
+  LOUISKV_REQUIRE(reinterpret_cast<uintptr_t>(params.q.data) % 16 == 0, op, "q must be 16-byte aligned");
+  LOUISKV_REQUIRE(params.split.splits >= 1 && params.split.chunk_tokens % tile_tokens == 0 &&
               params.split.chunk_tokens > 0 && params.split.chunk_tokens <= decode_max_chunk_tokens,
           op, "invalid split of the rows into chunks (a bug in the caller's plan)");
   int64_t rows = batch * params.kv_heads;
   int64_t query_rows = batch * query_heads;
   require_grid_dimension(params.split.splits, 65535, op, "the longest row's chunks");
-  require(params.workspace != nullptr &&
+  LOUISKV_REQUIRE(params.workspace != nullptr &&
               params.workspace_floats >=
                   decode_workspace_floats(query_rows, params.split.splits, head_dim),
           op, "workspace too small for this batch and split");
   if (batch == 0) return;
-  require(params.spans != nullptr && params.indptr != nullptr, op, "the span plan is missing");
+  LOUISKV_REQUIRE(params.spans != nullptr && params.indptr != nullptr && params.chunk_first_span != nullptr, op,
+                  "the span plan is missing");
 
   KernelArguments args{};
   args.q = params.q.as<const __nv_bfloat16>();
   args.spans = params.spans;
   args.indptr = params.indptr;
+  args.chunk_first_span = params.chunk_first_span;
   int64_t partial_floats = query_rows * params.split.splits;
   args.partial_out = params.workspace;
   args.partial_max = params.workspace + partial_floats * head_dim;

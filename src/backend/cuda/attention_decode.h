@@ -33,9 +33,14 @@ struct DecodeSplit {
   int chunk_tokens = decode_tile_tokens;
   int splits = 1;
 };
-// Picks the chunk size so that rows x splits blocks fill the GPU a few times over.
+// Thread blocks of the decode kernel that fit on one multiprocessor at once, for this head dim
+// and GQA group (a query of the device's occupancy calculator; no launch).
+int decode_blocks_per_multiprocessor(int64_t head_dim, int64_t query_heads_per_kv_head);
+// Picks the chunk size: blocks = rows x head blocks x splits should fill the `concurrent_blocks`
+// the GPU runs at once in whole waves (a last, partly filled wave idles the rest of the GPU),
+// with chunks between 64 tokens (less is mostly setup) and decode_max_chunk_tokens.
 DecodeSplit choose_decode_split(int64_t rows, int64_t query_heads_per_kv_head,
-                                int64_t max_row_tokens, int multiprocessors);
+                                int64_t max_row_tokens, int64_t concurrent_blocks);
 // Floats of workspace attention_decode needs for `query_rows` = batch x Hq rows.
 int64_t decode_workspace_floats(int64_t query_rows, int splits, int64_t head_dim);
 
@@ -50,6 +55,10 @@ struct DecodeAttentionParams {
   const DeviceSpan* spans = nullptr;
   const int32_t* indptr = nullptr;
   DecodeSplit split;
+  // [rows * split.splits]: the first span of each chunk (row r, chunk c at r * splits + c), or
+  // the row's end when the chunk is past the row's tokens. The host knows it for free while
+  // staging the spans; it spares every block a search through global memory.
+  const int32_t* chunk_first_span = nullptr;
   // Workspace of decode_workspace_floats(B * Hq, split.splits, D) floats (device).
   float* workspace = nullptr;
   int64_t workspace_floats = 0;

@@ -10,12 +10,13 @@ namespace louiskv::kernels {
 
 namespace {
 
-// A block owns 64 queries of one head (16 per warp) and walks the key tiles of 64 keys up to
-// the causal limit of its last query, K and V double-buffered in shared memory.
-constexpr int block_queries = 64;
+// A block owns 16 queries of one head per warp (4 or 8 warps) and walks the key tiles of 64
+// keys up to the causal limit of its last query, K and V double-buffered in shared memory.
+// With 8 warps each K/V tile feeds twice the queries: half the loads per FLOP, one block per
+// multiprocessor instead of two.
 constexpr int block_keys = 64;
-constexpr int warps = 4;
-constexpr int threads = warps * 32;
+// Measured on an H200 (bench_attention_prefill): see the launcher.
+constexpr int default_warps = 4;
 
 struct KernelArguments {
   __nv_bfloat16* out;
@@ -39,7 +40,7 @@ __device__ __forceinline__ int swizzled(int row, int chunk) {
 
 // Loads `rows` rows of head_dim bf16, starting at `source` with `row_stride` elements between
 // rows, into a swizzled tile; rows at or past `valid_rows` are zero-filled.
-template <int head_dim, int rows>
+template <int head_dim, int rows, int threads>
 __device__ __forceinline__ void load_tile(__nv_bfloat16* tile, const __nv_bfloat16* source,
                                           int64_t row_stride, int64_t valid_rows) {
   constexpr int chunks_per_row = head_dim / 8;
@@ -56,8 +57,10 @@ __device__ __forceinline__ void load_tile(__nv_bfloat16* tile, const __nv_bfloat
   }
 }
 
-template <int head_dim>
-__global__ void __launch_bounds__(threads, 2) attention_prefill_kernel(const KernelArguments args) {
+template <int head_dim, int warps>
+__global__ void __launch_bounds__(warps * 32, 8 / warps) attention_prefill_kernel(const KernelArguments args) {
+  constexpr int threads = warps * 32;
+  constexpr int block_queries = warps * 16;
   constexpr int k_steps = head_dim / 16;      // MMA k-steps over the head dim (Q K^T)
   constexpr int key_tiles = block_keys / 8;   // n-tiles of 8 keys in S
   constexpr int dim_tiles = head_dim / 8;     // n-tiles of 8 dims in O
@@ -85,11 +88,11 @@ __global__ void __launch_bounds__(threads, 2) attention_prefill_kernel(const Ker
   const __nv_bfloat16* k_head = args.k + int64_t(kv_head) * args.capacity * head_dim;
   const __nv_bfloat16* v_head = args.v + int64_t(kv_head) * args.capacity * head_dim;
 
-  load_tile<head_dim, block_queries>(q_tile, args.q + query_begin * row_stride + int64_t(head) * head_dim,
+  load_tile<head_dim, block_queries, threads>(q_tile, args.q + query_begin * row_stride + int64_t(head) * head_dim,
                                      row_stride, valid_queries);
-  load_tile<head_dim, block_keys>(k_tiles, k_head, head_dim, key_end);
+  load_tile<head_dim, block_keys, threads>(k_tiles, k_head, head_dim, key_end);
   copy_async_commit();
-  load_tile<head_dim, block_keys>(v_tiles, v_head, head_dim, key_end);
+  load_tile<head_dim, block_keys, threads>(v_tiles, v_head, head_dim, key_end);
   copy_async_commit();
 
   uint32_t q_fragments[k_steps][4];
@@ -137,7 +140,7 @@ __global__ void __launch_bounds__(threads, 2) attention_prefill_kernel(const Ker
     // Prefetch the next K tile into the other stage while the softmax runs.
     if (tile + 1 < tiles) {
       int64_t next = key_begin + block_keys;
-      load_tile<head_dim, block_keys>(k_tiles + (stage ^ 1) * tile_elements,
+      load_tile<head_dim, block_keys, threads>(k_tiles + (stage ^ 1) * tile_elements,
                                       k_head + next * head_dim, head_dim, key_end - next);
     }
     copy_async_commit();
@@ -210,7 +213,7 @@ __global__ void __launch_bounds__(threads, 2) attention_prefill_kernel(const Ker
 
     if (tile + 1 < tiles) {
       int64_t next = key_begin + block_keys;
-      load_tile<head_dim, block_keys>(v_tiles + (stage ^ 1) * tile_elements,
+      load_tile<head_dim, block_keys, threads>(v_tiles + (stage ^ 1) * tile_elements,
                                       v_head + next * head_dim, head_dim, key_end - next);
     }
     copy_async_commit();
@@ -238,16 +241,17 @@ __global__ void __launch_bounds__(threads, 2) attention_prefill_kernel(const Ker
   }
 }
 
-template <int head_dim>
+template <int head_dim, int warps>
 void launch_for_head_dim(const KernelArguments& args, int64_t tokens, cudaStream_t stream) {
+  constexpr int block_queries = warps * 16;
   constexpr size_t shared_bytes =
       size_t(block_queries + 4 * block_keys) * head_dim * sizeof(__nv_bfloat16);
   // Above 48 KB a kernel must opt in; doing it on every launch is cheap and keeps no state.
-  LOUISKV_CUDA_CHECK(cudaFuncSetAttribute(attention_prefill_kernel<head_dim>,
+  LOUISKV_CUDA_CHECK(cudaFuncSetAttribute(attention_prefill_kernel<head_dim, warps>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           int(shared_bytes)));
   dim3 grid(unsigned(args.query_heads), unsigned((tokens + block_queries - 1) / block_queries));
-  attention_prefill_kernel<head_dim><<<grid, threads, shared_bytes, stream>>>(args);
+  attention_prefill_kernel<head_dim, warps><<<grid, warps * 32, shared_bytes, stream>>>(args);
   LOUISKV_CUDA_CHECK_LAUNCH();
 }
 
@@ -270,25 +274,27 @@ void launch_attention_prefill(const PrefillAttentionParams& params, cudaStream_t
   int64_t head_dim = params.q.dim(2);
   int64_t kv_heads = params.k.dim(0);
   int64_t capacity = params.k.dim(1);
-  require(params.out.numel() == params.q.numel(), op,
+  LOUISKV_REQUIRE(params.out.numel() == params.q.numel(), op,
           "out (" + params.out.describe() + ") must have q's element count (" + params.q.describe() + ")");
   require_shape(params.k, {kv_heads, capacity, head_dim}, op, "k");
   require_shape(params.v, {kv_heads, capacity, head_dim}, op, "v");
-  require(head_dim == 64 || head_dim == 128, op,
+  LOUISKV_REQUIRE(head_dim == 64 || head_dim == 128, op,
           "head dim " + std::to_string(head_dim) + " is not supported (64 or 128)");
-  require(kv_heads > 0 && query_heads % kv_heads == 0, op,
+  LOUISKV_REQUIRE(kv_heads > 0 && query_heads % kv_heads == 0, op,
           "query heads (" + std::to_string(query_heads) + ") must be a multiple of KV heads (" +
               std::to_string(kv_heads) + ")");
-  require(params.first_position >= 0 && params.first_position + tokens <= capacity, op,
+  LOUISKV_REQUIRE(params.first_position >= 0 && params.first_position + tokens <= capacity, op,
           "positions [" + std::to_string(params.first_position) + ", " +
               std::to_string(params.first_position + tokens) + ") exceed the cache capacity " +
               std::to_string(capacity));
-  require(reinterpret_cast<uintptr_t>(params.q.data) % 16 == 0 &&
+  LOUISKV_REQUIRE(reinterpret_cast<uintptr_t>(params.q.data) % 16 == 0 &&
               reinterpret_cast<uintptr_t>(params.k.data) % 16 == 0 &&
               reinterpret_cast<uintptr_t>(params.v.data) % 16 == 0 &&
               reinterpret_cast<uintptr_t>(params.out.data) % 16 == 0,
           op, "q, k, v and out must be 16-byte aligned");
-  require_grid_dimension((tokens + block_queries - 1) / block_queries, 65535, op, "the prompt chunk");
+  const int warps = params.warps == 0 ? default_warps : params.warps;
+  LOUISKV_REQUIRE(warps == 4 || warps == 8, op, "warps per block must be 4 or 8");
+  require_grid_dimension((tokens + warps * 16 - 1) / (warps * 16), 65535, op, "the prompt chunk");
   if (tokens == 0) return;
 
   KernelArguments args{};
@@ -303,9 +309,11 @@ void launch_attention_prefill(const PrefillAttentionParams& params, cudaStream_t
   args.group = int(query_heads / kv_heads);
   args.scale_log2 = params.scale * 1.4426950408889634f;
   if (head_dim == 64) {
-    launch_for_head_dim<64>(args, tokens, stream);
+    if (warps == 4) launch_for_head_dim<64, 4>(args, tokens, stream);
+    else launch_for_head_dim<64, 8>(args, tokens, stream);
   } else {
-    launch_for_head_dim<128>(args, tokens, stream);
+    if (warps == 4) launch_for_head_dim<128, 4>(args, tokens, stream);
+    else launch_for_head_dim<128, 8>(args, tokens, stream);
   }
 }
 

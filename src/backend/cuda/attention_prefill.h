@@ -19,6 +19,9 @@ struct PrefillAttentionParams {
   TensorView v;
   int64_t first_position = 0;
   float scale = 1.0f;
+  // Warps per block (16 queries each): 4 or 8; 0 takes the default. Benchmarks and tests set it
+  // to compare and check both shapes.
+  int warps = 0;
 };
 void launch_attention_prefill(const PrefillAttentionParams& params, cudaStream_t stream);
 

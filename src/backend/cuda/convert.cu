@@ -44,7 +44,7 @@ void launch_convert(const ConvertParams& params, cudaStream_t stream) {
   require_device_accessible(params.in, op, "src");
   require_floating(params.out, op, "dst");
   require_floating(params.in, op, "src");
-  require(params.out.numel() == params.in.numel(), op,
+  LOUISKV_REQUIRE(params.out.numel() == params.in.numel(), op,
           "dst (" + params.out.describe() + ") and src (" + params.in.describe() +
               ") must have the same element count");
   int64_t count = params.out.numel();

@@ -65,6 +65,7 @@ class CudaBackend final : public Backend {
     decode_plan_.reset();
     if (cublas_) cublasDestroy(cublas_);
     if (cublas_workspace_) cudaFree(cublas_workspace_);
+    if (matmul_workspace_) cudaFree(matmul_workspace_);
     if (stream_) cudaStreamDestroy(stream_);
   }
 
@@ -96,11 +97,11 @@ class CudaBackend final : public Backend {
 
   void copy(TensorView dst, TensorView src) override {
     activate();
-    kernels::require(dst.dtype == src.dtype && dst.numel() == src.numel(), "copy",
+    LOUISKV_REQUIRE(dst.dtype == src.dtype && dst.numel() == src.numel(), "copy",
                      "dst (" + dst.describe() + ") and src (" + src.describe() +
                          ") must have the same dtype and element count");
     if (dst.nbytes() == 0) return;
-    kernels::require(!dst.empty() && !src.empty(), "copy", "dst or src is empty (null data)");
+    LOUISKV_REQUIRE(!dst.empty() && !src.empty(), "copy", "dst or src is empty (null data)");
     // With unified addressing the runtime tells host from device memory by the pointer.
     LOUISKV_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, dst.nbytes(), cudaMemcpyDefault, stream_));
   }
@@ -119,7 +120,7 @@ class CudaBackend final : public Backend {
     activate();
     const char* op = "prepare_weight";
     if (host_weight.device == Device::cuda && host_weight.dtype == DType::bf16) return host_weight;
-    kernels::require(!host_weight.empty() || host_weight.numel() == 0, op,
+    LOUISKV_REQUIRE(!host_weight.empty() || host_weight.numel() == 0, op,
                      "weight (" + host_weight.describe() + ") is empty (null data)");
     kernels::require_floating(host_weight, op, "weight");
     TensorView prepared = host_weight;
@@ -153,7 +154,19 @@ class CudaBackend final : public Backend {
 
   void matmul(TensorView out, TensorView in, TensorView weight, const TensorView* bias) override {
     activate();
-    kernels::launch_matmul({out, in, weight, bias ? *bias : TensorView{}}, cublas_, stream_);
+    kernels::MatmulParams params;
+    params.out = out;
+    params.in = in;
+    params.weight = weight;
+    params.bias = bias ? *bias : TensorView{};
+    params.multiprocessors = multiprocessors_;
+    // Decode-sized products split K over blocks and need partial sums; the workspace grows to
+    // the largest such product once (the first decode step), then stays.
+    int64_t needed = kernels::matmul_workspace_bytes(in, weight, multiprocessors_);
+    if (needed > matmul_workspace_bytes_) grow_matmul_workspace(needed);
+    params.workspace = matmul_workspace_;
+    params.workspace_bytes = matmul_workspace_bytes_;
+    kernels::launch_matmul(params, cublas_, stream_);
   }
 
   void rope(TensorView x, TensorView positions, TensorView inv_freq) override {
@@ -191,11 +204,11 @@ class CudaBackend final : public Backend {
     int64_t batch = q.dim(0);
     int64_t query_heads = q.dim(1);
     int64_t head_dim = q.dim(2);
-    kernels::require(batch > 0 && spans.rows() % batch == 0, op,
+    LOUISKV_REQUIRE(batch > 0 && spans.rows() % batch == 0, op,
                      "spans has " + std::to_string(spans.rows()) +
                          " rows, not a multiple of the batch (" + std::to_string(batch) + ")");
     int64_t kv_heads = spans.rows() / batch;
-    kernels::require(kv_heads > 0 && query_heads % kv_heads == 0, op,
+    LOUISKV_REQUIRE(kv_heads > 0 && query_heads % kv_heads == 0, op,
                      "query heads (" + std::to_string(query_heads) +
                          ") must be a multiple of the KV heads (" + std::to_string(kv_heads) +
                          ") implied by spans");
@@ -209,16 +222,34 @@ class CudaBackend final : public Backend {
     params.kv_heads = int(kv_heads);
     params.spans = plan.spans;
     params.indptr = plan.indptr;
+    params.chunk_first_span = plan.chunk_first_span;
     params.split = plan.split;
     params.workspace = plan.workspace;
     params.workspace_floats = plan.workspace_floats;
-    kernels::launch_attention_decode(params, stream_);
+    try {
+      kernels::launch_attention_decode(params, stream_);
+    } catch (...) {
+      decode_plan_->release(plan, stream_);
+      throw;
+    }
+    decode_plan_->release(plan, stream_);
   }
 
  private:
   // Several backends may live on several devices in one process; each call makes its own
   // device current (cheap when it already is).
   void activate() const { LOUISKV_CUDA_CHECK(cudaSetDevice(device_index_)); }
+
+  void grow_matmul_workspace(int64_t bytes) {
+    LOUISKV_CUDA_CHECK(cudaStreamSynchronize(stream_));  // queued products may use the old one
+    if (matmul_workspace_) LOUISKV_CUDA_CHECK(cudaFree(matmul_workspace_));
+    matmul_workspace_ = nullptr;
+    matmul_workspace_bytes_ = 0;
+    LOUISKV_CUDA_CHECK(cudaMalloc(&matmul_workspace_, size_t(bytes)));
+    // The split-K counters at its start must be zero; every launch leaves them zero again.
+    LOUISKV_CUDA_CHECK(cudaMemsetAsync(matmul_workspace_, 0, size_t(bytes), stream_));
+    matmul_workspace_bytes_ = bytes;
+  }
 
   void convert_through_staging(const TensorView& prepared, const TensorView& host_weight) {
     size_t element_bytes = dtype_size(host_weight.dtype);
@@ -254,6 +285,8 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   void* cublas_workspace_ = nullptr;
+  void* matmul_workspace_ = nullptr;  // split-K partial sums of the weight-streaming kernel
+  int64_t matmul_workspace_bytes_ = 0;
   std::unique_ptr<kernels::DecodePlanUploader> decode_plan_ =
       std::make_unique<kernels::DecodePlanUploader>();
 };

@@ -75,11 +75,11 @@ void check_binary(std::string_view op, const TensorView& out, const TensorView& 
   require_on_device(out, op, "out");
   require_on_device(a, op, a_name);
   require_on_device(b, op, b_name);
-  require(out.dtype == DType::bf16 || out.dtype == DType::f32, op,
+  LOUISKV_REQUIRE(out.dtype == DType::bf16 || out.dtype == DType::f32, op,
           "out (" + out.describe() + ") must be bf16 or f32");
   require_dtype(a, out.dtype, op, a_name);
   require_dtype(b, out.dtype, op, b_name);
-  require(a.numel() == out.numel() && b.numel() == out.numel(), op,
+  LOUISKV_REQUIRE(a.numel() == out.numel() && b.numel() == out.numel(), op,
           std::string("out (") + out.describe() + "), " + a_name + " (" + a.describe() + ") and " +
               b_name + " (" + b.describe() + ") must have the same element count");
 }

@@ -70,16 +70,16 @@ void launch_embedding(const EmbeddingParams& params, cudaStream_t stream) {
   require_on_device(params.ids, op, "ids");
   require_rank(params.out, 2, op, "out");
   require_rank(params.table, 2, op, "table");
-  require(params.out.dtype == DType::bf16 || params.out.dtype == DType::f32, op,
+  LOUISKV_REQUIRE(params.out.dtype == DType::bf16 || params.out.dtype == DType::f32, op,
           "out (" + params.out.describe() + ") must be bf16 or f32");
   require_floating(params.table, op, "table");
   require_dtype(params.ids, DType::i32, op, "ids");
   int64_t tokens = params.out.dim(0);
   int64_t hidden = params.out.dim(1);
   int64_t vocab = params.table.dim(0);
-  require(params.ids.numel() == tokens, op,
+  LOUISKV_REQUIRE(params.ids.numel() == tokens, op,
           "ids (" + params.ids.describe() + ") must hold one id per row of out (" + params.out.describe() + ")");
-  require(params.table.dim(1) == hidden, op,
+  LOUISKV_REQUIRE(params.table.dim(1) == hidden, op,
           "table (" + params.table.describe() + ") and out (" + params.out.describe() +
               ") must have the same row width");
   require_grid_dimension(tokens, 2147483647, op, "the token count");

@@ -1,5 +1,7 @@
 #include "backend/cuda/matmul.h"
 
+#include "backend/cuda/matmul_weight_streaming.h"
+
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/element_types.cuh"
 #include "backend/cuda/view_checks.h"
@@ -47,39 +49,69 @@ void broadcast_bias(const MatmulParams& params, Out* out, int64_t rows, int64_t 
 
 }  // namespace
 
+int64_t matmul_workspace_bytes(const TensorView& in, const TensorView& weight, int multiprocessors) {
+  if (multiprocessors <= 0 || !weight_streaming_applies(in, weight)) return 0;
+  const int64_t inner = weight.dim(1);
+  return plan_weight_streaming(in.numel() / inner, inner, weight.dim(0), multiprocessors).workspace_bytes;
+}
+
 void launch_matmul(const MatmulParams& params, cublasHandle_t cublas, cudaStream_t stream) {
   const char* op = "matmul";
   require_on_device(params.out, op, "out");
   require_on_device(params.in, op, "in");
   require_on_device(params.weight, op, "weight");
-  require(params.in.rank >= 1, op, "in (" + params.in.describe() + ") has no dims");
+  LOUISKV_REQUIRE(params.in.rank >= 1, op, "in (" + params.in.describe() + ") has no dims");
   require_rank(params.weight, 2, op, "weight");
   require_dtype(params.in, DType::bf16, op, "in");
-  require(params.weight.dtype == DType::bf16, op,
+  LOUISKV_REQUIRE(params.weight.dtype == DType::bf16, op,
           "weight (" + params.weight.describe() +
               ") must be bf16: pass weights through prepare_weight(), which converts them");
-  require(params.out.dtype == DType::bf16 || params.out.dtype == DType::f32, op,
+  LOUISKV_REQUIRE(params.out.dtype == DType::bf16 || params.out.dtype == DType::f32, op,
           "out (" + params.out.describe() + ") must be bf16 or f32");
   int64_t inner = params.in.dim(-1);
   int64_t tokens = inner == 0 ? 0 : params.in.numel() / inner;
   int64_t columns = params.weight.dim(0);
-  require(params.weight.dim(1) == inner, op,
+  LOUISKV_REQUIRE(params.weight.dim(1) == inner, op,
           "in (" + params.in.describe() + ") and weight (" + params.weight.describe() +
               ") disagree on the inner dimension");
-  require(params.out.numel() == tokens * columns && params.out.dim(-1) == columns, op,
+  LOUISKV_REQUIRE(params.out.numel() == tokens * columns && params.out.dim(-1) == columns, op,
           "out (" + params.out.describe() + ") must hold " + std::to_string(tokens) + " rows of " +
               std::to_string(columns));
   bool has_bias = !params.bias.empty();
   if (has_bias) {
     require_on_device(params.bias, op, "bias");
     require_floating(params.bias, op, "bias");
-    require(params.bias.numel() == columns, op,
+    LOUISKV_REQUIRE(params.bias.numel() == columns, op,
             "bias (" + params.bias.describe() + ") must hold one value per output column");
   }
   constexpr int64_t int_limit = 2147483647;
-  require(tokens <= int_limit && inner <= int_limit && columns <= int_limit, op,
+  LOUISKV_REQUIRE(tokens <= int_limit && inner <= int_limit && columns <= int_limit, op,
           "dimensions above 2^31 - 1 are not supported by cuBLAS");
   if (tokens == 0 || columns == 0) return;
+
+  bool streaming = false;
+  WeightStreamingPlan plan;
+  if (params.path != MatmulPath::cublas && params.multiprocessors > 0 &&
+      weight_streaming_applies(params.in, params.weight)) {
+    plan = plan_weight_streaming(tokens, inner, columns, params.multiprocessors);
+    streaming = plan.workspace_bytes == 0 ||
+                (params.workspace != nullptr && params.workspace_bytes >= plan.workspace_bytes);
+  }
+  LOUISKV_REQUIRE(streaming || params.path != MatmulPath::weight_streaming, op,
+                  "the weight-streaming kernel cannot run in (" + params.in.describe() + ") x weight (" +
+                      params.weight.describe() + ") with this workspace");
+  if (streaming) {
+    WeightStreamingParams streaming_params;
+    streaming_params.out = params.out;
+    streaming_params.in = params.in;
+    streaming_params.weight = params.weight;
+    streaming_params.bias = params.bias;
+    streaming_params.plan = plan;
+    streaming_params.workspace = params.workspace;
+    streaming_params.workspace_bytes = params.workspace_bytes;
+    launch_matmul_weight_streaming(streaming_params, stream);
+    return;
+  }
 
   if (has_bias) {
     if (params.out.dtype == DType::bf16) {

@@ -1,5 +1,6 @@
-// Dense projections through cuBLAS: out[T, N] = in[T, K] @ weight[N, K]^T (+ bias[N]), bf16
-// operands, fp32 accumulation (CUBLAS_COMPUTE_32F).
+// Dense projections: out[T, N] = in[T, K] @ weight[N, K]^T (+ bias[N]), bf16 operands, fp32
+// accumulation. Prefill sizes go to cuBLAS (CUBLAS_COMPUTE_32F); decode sizes (T <= 32), which
+// are a pass over the weights, to the weight-streaming kernel (matmul_weight_streaming.h).
 #pragma once
 
 #include <cublas_v2.h>
@@ -9,6 +10,12 @@
 
 namespace louiskv::kernels {
 
+enum class MatmulPath {
+  automatic,         // weight streaming where it applies and has its workspace, else cuBLAS
+  cublas,            // always cuBLAS (benchmarks compare the two)
+  weight_streaming,  // always the weight-streaming kernel (fails where it does not apply)
+};
+
 // in [T, K] bf16 (device); weight [N, K] bf16 (device: prepare_weight converts file weights);
 // out [T, N] bf16 or f32 (device); bias [N] f32, f16 or bf16 (device), or an empty view.
 // `in` and `out` may have more dims: all but the last are flattened into T.
@@ -17,7 +24,15 @@ struct MatmulParams {
   TensorView in;
   TensorView weight;
   TensorView bias;
+  // For the weight-streaming kernel (decode sizes): the device's multiprocessors and a device
+  // workspace of matmul_workspace_bytes() bytes, zeroed once when allocated.
+  int multiprocessors = 0;
+  void* workspace = nullptr;
+  int64_t workspace_bytes = 0;
+  MatmulPath path = MatmulPath::automatic;
 };
+// Workspace bytes the automatic path needs for these views (0 when cuBLAS would run them).
+int64_t matmul_workspace_bytes(const TensorView& in, const TensorView& weight, int multiprocessors);
 void launch_matmul(const MatmulParams& params, cublasHandle_t cublas, cudaStream_t stream);
 
 }  // namespace louiskv::kernels

@@ -124,15 +124,15 @@ void launch_rms_norm(const RmsNormParams& params, cudaStream_t stream) {
   require_on_device(params.out, op, "out");
   require_on_device(params.in, op, "in");
   require_device_accessible(params.weight, op, "weight");
-  require(params.in.dtype == DType::bf16 || params.in.dtype == DType::f32, op,
+  LOUISKV_REQUIRE(params.in.dtype == DType::bf16 || params.in.dtype == DType::f32, op,
           "in (" + params.in.describe() + ") must be bf16 or f32");
   require_dtype(params.out, params.in.dtype, op, "out");
   require_floating(params.weight, op, "weight");
   int64_t hidden = params.weight.numel();
-  require(params.in.rank >= 1 && params.in.dim(-1) == hidden && params.out.numel() == params.in.numel(),
+  LOUISKV_REQUIRE(params.in.rank >= 1 && params.in.dim(-1) == hidden && params.out.numel() == params.in.numel(),
           op, "in (" + params.in.describe() + ") and out (" + params.out.describe() +
                   ") must be rows of the weight's width (" + params.weight.describe() + ")");
-  require(params.eps >= 0.0f, op, "eps must not be negative");
+  LOUISKV_REQUIRE(params.eps >= 0.0f, op, "eps must not be negative");
   int64_t rows = hidden == 0 ? 0 : params.in.numel() / hidden;
   if (rows == 0 || hidden == 0) return;
   require_grid_dimension(rows, 2147483647, op, "the row count");

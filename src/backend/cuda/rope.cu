@@ -42,17 +42,17 @@ void launch_rope(const RopeParams& params, cudaStream_t stream) {
   require_on_device(params.positions, op, "positions");
   require_on_device(params.inv_freq, op, "inv_freq");
   require_rank(params.x, 3, op, "x");
-  require(params.x.dtype == DType::bf16 || params.x.dtype == DType::f32, op,
+  LOUISKV_REQUIRE(params.x.dtype == DType::bf16 || params.x.dtype == DType::f32, op,
           "x (" + params.x.describe() + ") must be bf16 or f32");
   int64_t tokens = params.x.dim(0);
   int64_t heads = params.x.dim(1);
   int64_t head_dim = params.x.dim(2);
-  require(head_dim % 2 == 0, op, "x (" + params.x.describe() + ") must have an even head dim");
+  LOUISKV_REQUIRE(head_dim % 2 == 0, op, "x (" + params.x.describe() + ") must have an even head dim");
   require_dtype(params.positions, DType::i32, op, "positions");
-  require(params.positions.numel() == tokens, op,
+  LOUISKV_REQUIRE(params.positions.numel() == tokens, op,
           "positions (" + params.positions.describe() + ") must hold one position per token of x");
   require_dtype(params.inv_freq, DType::f32, op, "inv_freq");
-  require(params.inv_freq.numel() == head_dim / 2, op,
+  LOUISKV_REQUIRE(params.inv_freq.numel() == head_dim / 2, op,
           "inv_freq (" + params.inv_freq.describe() + ") must hold head dim / 2 values");
   int64_t pairs = tokens * heads * (head_dim / 2);
   if (pairs == 0) return;

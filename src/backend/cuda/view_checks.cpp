@@ -14,33 +14,31 @@ std::string argument(std::string_view name, const TensorView& view) {
 
 }  // namespace
 
-void require(bool condition, std::string_view op, const std::string& message) {
+void fail(std::string_view op, const std::string& message) {
   // A wrong view is a bug in the calling layer (model/ or kv/), not the user's input.
-  if (!condition) {
-    throw Error(ErrorKind::internal, "cuda " + std::string(op) + ": " + message + " (a bug in louiskv)");
-  }
+  throw Error(ErrorKind::internal, "cuda " + std::string(op) + ": " + message + " (a bug in louiskv)");
 }
 
 void require_dtype(const TensorView& view, DType dtype, std::string_view op, std::string_view name) {
-  require(view.dtype == dtype, op,
+  LOUISKV_REQUIRE(view.dtype == dtype, op,
           argument(name, view) + " must have dtype " + std::string(dtype_name(dtype)));
 }
 
 void require_on_device(const TensorView& view, std::string_view op, std::string_view name) {
-  require(!view.empty(), op, argument(name, view) + " is empty (null data)");
-  require(view.device == Device::cuda, op,
+  LOUISKV_REQUIRE(!view.empty(), op, argument(name, view) + " is empty (null data)");
+  LOUISKV_REQUIRE(view.device == Device::cuda, op,
           argument(name, view) + " must be in device memory (allocate() of the cuda backend)");
 }
 
 void require_device_accessible(const TensorView& view, std::string_view op, std::string_view name) {
-  require(!view.empty(), op, argument(name, view) + " is empty (null data)");
+  LOUISKV_REQUIRE(!view.empty(), op, argument(name, view) + " is empty (null data)");
   if (view.device == Device::cuda) return;
   cudaPointerAttributes attributes{};
   cudaError_t status = cudaPointerGetAttributes(&attributes, view.data);
   if (status != cudaSuccess) cudaGetLastError();  // clear the sticky-free error of the query
   bool mapped = status == cudaSuccess && attributes.type == cudaMemoryTypeHost &&
                 attributes.devicePointer == view.data;
-  require(mapped, op,
+  LOUISKV_REQUIRE(mapped, op,
           argument(name, view) +
               " is host memory the GPU cannot read: use device memory or allocate_host()");
 }
@@ -57,21 +55,21 @@ void require_shape(const TensorView& view, std::initializer_list<int64_t> dims, 
   std::string expected = "[";
   i = 0;
   for (int64_t d : dims) expected += (i++ ? ", " : "") + std::to_string(d);
-  require(false, op, argument(name, view) + " must have shape " + expected + "]");
+  LOUISKV_REQUIRE(false, op, argument(name, view) + " must have shape " + expected + "]");
 }
 
 void require_rank(const TensorView& view, int rank, std::string_view op, std::string_view name) {
-  require(view.rank == rank, op, argument(name, view) + " must have rank " + std::to_string(rank));
+  LOUISKV_REQUIRE(view.rank == rank, op, argument(name, view) + " must have rank " + std::to_string(rank));
 }
 
 void require_floating(const TensorView& view, std::string_view op, std::string_view name) {
-  require(view.dtype == DType::f32 || view.dtype == DType::f16 || view.dtype == DType::bf16, op,
+  LOUISKV_REQUIRE(view.dtype == DType::f32 || view.dtype == DType::f16 || view.dtype == DType::bf16, op,
           argument(name, view) + " must be f32, f16 or bf16");
 }
 
 void require_grid_dimension(int64_t blocks, int64_t limit, std::string_view op,
                             std::string_view what) {
-  require(blocks <= limit, op,
+  LOUISKV_REQUIRE(blocks <= limit, op,
           std::string(what) + " needs " + std::to_string(blocks) + " thread blocks, above the " +
               std::to_string(limit) + " a launch allows");
 }

@@ -11,8 +11,8 @@
 
 namespace louiskv::kernels {
 
-// Throws internal "cuda <op>: <message>" unless `condition` holds.
-void require(bool condition, std::string_view op, const std::string& message);
+// Throws internal "cuda <op>: <message>".
+[[noreturn]] void fail(std::string_view op, const std::string& message);
 
 void require_dtype(const TensorView& view, DType dtype, std::string_view op, std::string_view name);
 // The view lives in device memory (Device::cuda) and is not empty.
@@ -31,3 +31,10 @@ void require_floating(const TensorView& view, std::string_view op, std::string_v
 void require_grid_dimension(int64_t blocks, int64_t limit, std::string_view op, std::string_view what);
 
 }  // namespace louiskv::kernels
+
+// Throws through fail() unless `condition` holds. A macro, so that the message (often built from
+// several strings) is only formed on failure: launchers run these checks on every call.
+#define LOUISKV_REQUIRE(condition, op, message)                     \
+  do {                                                              \
+    if (!(condition)) ::louiskv::kernels::fail((op), (message));    \
+  } while (0)

@@ -40,7 +40,7 @@ void launch_write_kv(const WriteKvParams& params, cudaStream_t stream) {
   int64_t head_dim = params.cache.dim(2);
   int64_t tokens = params.rows.dim(0);
   require_shape(params.rows, {tokens, kv_heads, head_dim}, op, "rows");
-  require(params.first_position >= 0 && params.first_position + tokens <= capacity, op,
+  LOUISKV_REQUIRE(params.first_position >= 0 && params.first_position + tokens <= capacity, op,
           "positions [" + std::to_string(params.first_position) + ", " +
               std::to_string(params.first_position + tokens) + ") do not fit a cache of capacity " +
               std::to_string(capacity));
