@@ -48,10 +48,10 @@ AttendedSpans make_spans(const DecodeShape& s, const char* keys, const char* val
 }
 
 struct Result {
-  double whole_op_gbps, kernels_gbps;
+  double whole_op_gbps = 0, kernels_gbps = 0, back_to_back_gbps = 0;
 };
 
-Result run(const DecodeShape& s, int multiprocessors) {
+Result run(const DecodeShape& s, int multiprocessors, bool sweep_chunks = false) {
   auto backend = make_cuda_backend();
   const size_t kv_elements = size_t(s.batch * s.kv_heads * s.budget * s.head_dim);
   const double kv_bytes = 2.0 * double(kv_elements) * 2.0;  // K and V, bf16
@@ -84,33 +84,48 @@ Result run(const DecodeShape& s, int multiprocessors) {
   double whole_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - wall_start).count() /
                     runs;
 
-  // The kernels alone, on a plan uploaded once.
+  // The kernels alone, on a plan uploaded once: one call per event pair, and 20 back to back.
   kernels::DecodePlanUploader uploader;
-  kernels::DecodePlan plan = uploader.upload(spans, s.batch, s.kv_heads, s.query_heads, s.head_dim, multiprocessors,
-                                             stream);
-  kernels::DecodeAttentionParams params;
-  params.out = out_view;
-  params.q = q_view;
-  params.scale = scale;
-  params.kv_heads = int(s.kv_heads);
-  params.spans = plan.spans;
-  params.indptr = plan.indptr;
-  params.chunk_first_span = plan.chunk_first_span;
-  params.split = plan.split;
-  params.workspace = plan.workspace;
-  params.workspace_floats = plan.workspace_floats;
-  double kernel_ms = median_ms(stream, 5, runs, [&](int) { kernels::launch_attention_decode(params, stream); });
-  uploader.release(plan, stream);
-  LOUISKV_CUDA_CHECK(cudaStreamSynchronize(stream));
-  LOUISKV_CUDA_CHECK(cudaStreamDestroy(stream));
-
-  Result result{kv_bytes / (whole_ms * 1e-3) / 1e9, kv_bytes / (kernel_ms * 1e-3) / 1e9};
-  std::printf("  B=%-3lld heads %lld/%lld D=%lld budget %lld %-22s  KV %6.1f MB  split %d x %d tokens  "
-              "whole op %7.1f us %7.1f GB/s  kernels %7.1f us %7.1f GB/s\n",
+  auto time_kernels = [&](int chunk_tokens, bool merge_in_kernel, bool back_to_back, kernels::DecodeSplit* split) {
+    kernels::DecodePlan plan = uploader.upload(spans, s.batch, s.kv_heads, s.query_heads, s.head_dim, multiprocessors,
+                                               stream, chunk_tokens);
+    kernels::DecodeAttentionParams params;
+    params.out = out_view;
+    params.q = q_view;
+    params.scale = scale;
+    params.kv_heads = int(s.kv_heads);
+    params.spans = plan.spans;
+    params.indptr = plan.indptr;
+    params.chunk_first_span = plan.chunk_first_span;
+    params.split = plan.split;
+    params.workspace = plan.workspace;
+    params.workspace_bytes = plan.workspace_bytes;
+    params.merge_in_kernel = merge_in_kernel;
+    auto call = [&](int) { kernels::launch_attention_decode(params, stream); };
+    double ms = back_to_back ? median_ms_back_to_back(stream, 2, 15, 20, call) : median_ms(stream, 5, runs, call);
+    uploader.release(plan, stream);
+    LOUISKV_CUDA_CHECK(cudaStreamSynchronize(stream));
+    if (split) *split = plan.split;
+    return kv_bytes / (ms * 1e-3) / 1e9;
+  };
+  kernels::DecodeSplit split;
+  Result result;
+  result.whole_op_gbps = kv_bytes / (whole_ms * 1e-3) / 1e9;
+  result.kernels_gbps = time_kernels(0, true, false, &split);
+  result.back_to_back_gbps = time_kernels(0, true, true, nullptr);
+  double separate_merge_gbps = time_kernels(0, false, true, nullptr);
+  std::printf("  B=%-3lld heads %lld/%lld D=%lld budget %-5lld %-14s KV %6.1f MB  split %2d x %3d  GB/s: whole op %7.1f"
+              "  kernels %7.1f  back to back %7.1f (merge kernel: %7.1f)\n",
               (long long)s.batch, (long long)s.query_heads, (long long)s.kv_heads, (long long)s.head_dim,
               (long long)s.budget, s.unit_tokens ? ("units of " + std::to_string(s.unit_tokens)).c_str() : "one span/row",
-              kv_bytes / 1e6, plan.split.splits, plan.split.chunk_tokens, whole_ms * 1e3, result.whole_op_gbps,
-              kernel_ms * 1e3, result.kernels_gbps);
+              kv_bytes / 1e6, split.splits, split.chunk_tokens, result.whole_op_gbps, result.kernels_gbps,
+              result.back_to_back_gbps, separate_merge_gbps);
+  if (sweep_chunks) {
+    std::printf("    chunk sweep, back to back GB/s:");
+    for (int chunk : {64, 128, 192, 256, 352, 512}) std::printf("  %d: %.1f", chunk, time_kernels(chunk, true, true, nullptr));
+    std::printf("\n");
+  }
+  LOUISKV_CUDA_CHECK(cudaStreamDestroy(stream));
   return result;
 }
 
@@ -134,14 +149,15 @@ int main() {
   LOUISKV_CUDA_CHECK(cudaGetDeviceProperties(&properties, 0));
 
   std::printf("sparse decode attention (KV bytes read / time):\n");
-  Result main_case = run({32, 32, 8, 128, 2048, 16}, properties.multiProcessorCount);
+  Result main_case = run({32, 32, 8, 128, 2048, 16}, properties.multiProcessorCount, true);
   run({32, 32, 8, 128, 2048, 0}, properties.multiProcessorCount);
   run({8, 32, 8, 128, 2048, 16}, properties.multiProcessorCount);
   run({1, 32, 8, 128, 2048, 16}, properties.multiProcessorCount);
   run({32, 32, 8, 128, 8192, 16}, properties.multiProcessorCount);
   run({32, 28, 4, 128, 2048, 16}, properties.multiProcessorCount);
   run({32, 16, 8, 64, 2048, 16}, properties.multiProcessorCount);
-  print_summary("decode attn B=32 budget 2048 kernels", main_case.kernels_gbps, "GB/s", copy_gbps, 70);
+  print_summary("decode attn B=32 budget 2048 back to back", main_case.back_to_back_gbps, "GB/s", copy_gbps, 70);
+  print_summary("decode attn B=32 budget 2048 one call", main_case.kernels_gbps, "GB/s", copy_gbps, 70);
   print_summary("decode attn B=32 budget 2048 whole op", main_case.whole_op_gbps, "GB/s", copy_gbps, 70);
   return 0;
 }

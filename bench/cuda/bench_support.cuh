@@ -3,6 +3,8 @@
 // - memory: a large device-to-device copy, counting bytes read plus bytes written;
 // - tensor cores: a large bf16 GEMM through cuBLAS with fp32 accumulation, on random data.
 // Each benchmark prints one "summary |" line per headline figure; scripts/device-check collects them.
+// Figures come two ways: one call per event pair (launch latency included), and many calls back
+// to back per event pair (the steady state of a decode loop, where the host runs ahead).
 #pragma once
 
 #include <cublas_v2.h>
@@ -45,6 +47,18 @@ inline double median_ms(cudaStream_t stream, int warmups, int runs, const std::f
   LOUISKV_CUDA_CHECK(cudaEventDestroy(stop));
   std::sort(times.begin(), times.end());
   return double(times[times.size() / 2]);
+}
+
+// Median milliseconds per call when `calls` calls run back to back between two events, as in a
+// decode step where the host queues kernels ahead of the GPU: launch latency is hidden, and
+// what remains is the GPU time per call (including the gaps between kernels).
+inline double median_ms_back_to_back(cudaStream_t stream, int warmups, int runs, int calls,
+                                     const std::function<void(int)>& call) {
+  int next = 0;
+  double ms = median_ms(stream, warmups, runs, [&](int) {
+    for (int i = 0; i < calls; ++i) call(next++);
+  });
+  return ms / calls;
 }
 
 namespace detail {

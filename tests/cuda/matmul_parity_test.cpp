@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/cuda/matmul.h"
 #include "cuda/parity_harness.h"
 
 namespace louiskv::testing {
@@ -14,14 +15,17 @@ TEST(CudaParity, Matmul) {
   BackendPair backends;
   Random random;
   SCOPED_TRACE(seed_note(random));
+  // One workspace for every streaming product, grown when a product needs more (zeroed then).
+  Buffer streaming_workspace;
+  int64_t streaming_workspace_bytes = 0;
   struct Case {
     int64_t tokens, inner, columns;
     DType weight;  // dtype in the "file"
     DType out;
     bool bias;
   };
-  // Up to 32 rows with K a multiple of 32 run on the weight-streaming kernel (split K where the
-  // grid is small); the others on cuBLAS.
+  // cuBLAS through the backend; the weight-streaming kernel too where it applies (up to 32 rows,
+  // K a multiple of 32), splitting K where the grid is small.
   for (Case c : {Case{1, 64, 96, DType::bf16, DType::bf16, false}, Case{7, 100, 36, DType::f32, DType::f32, true},
                  Case{129, 4096, 1024, DType::bf16, DType::bf16, true}, Case{3, 4096, 6144, DType::f16, DType::bf16, false},
                  Case{17, 896, 4864, DType::bf16, DType::f32, false}, Case{1, 2048, 32000, DType::f32, DType::f32, false},
@@ -64,9 +68,39 @@ TEST(CudaParity, Matmul) {
 
     // fp32 accumulation of exact bf16 products: an f32 output differs only by summation order.
     double bound = c.out == DType::f32 ? 1e-3 : 4e-3;
-    expect_close(read_values(*backends.gpu, gpu_out.view), rounded_to(read_values(*backends.cpu, cpu_out.view), c.out),
-                 bound, what);
+    std::vector<float> expected = rounded_to(read_values(*backends.cpu, cpu_out.view), c.out);
+    expect_close(read_values(*backends.gpu, gpu_out.view), expected, bound, what);
     expect_guard_intact(*backends.gpu, gpu_out, what);
+
+    // The weight-streaming kernel, where it applies, on the same product (twice: its split-K
+    // counters must be left at zero for the next product, here and across cases).
+    if (c.tokens <= 32 && c.inner % 32 == 0) {
+      cudaDeviceProp properties{};
+      ASSERT_EQ(cudaGetDeviceProperties(&properties, 0), cudaSuccess);
+      kernels::MatmulParams params;
+      params.in = gpu_in.view;
+      params.weight = gpu_weight;
+      params.bias = c.bias ? gpu_bias : TensorView{};
+      params.multiprocessors = properties.multiProcessorCount;
+      params.path = kernels::MatmulPath::weight_streaming;
+      int64_t bytes = kernels::matmul_workspace_bytes(gpu_in.view, gpu_weight, params.multiprocessors);
+      if (bytes > streaming_workspace_bytes) {
+        streaming_workspace = backends.gpu->allocate(size_t(bytes));
+        ASSERT_EQ(cudaMemset(streaming_workspace.data(), 0, size_t(bytes)), cudaSuccess);
+        streaming_workspace_bytes = bytes;
+      }
+      params.workspace = streaming_workspace.data();
+      params.workspace_bytes = streaming_workspace_bytes;
+      for (int run = 0; run < 2; ++run) {
+        auto streaming_out = make_output(*backends.gpu, c.out, {c.tokens, c.columns});
+        params.out = streaming_out.view;
+        kernels::launch_matmul(params, nullptr, nullptr);  // legacy stream: ordered with the copies
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        std::string variant = what + " weight streaming run " + std::to_string(run + 1);
+        expect_close(read_values(*backends.gpu, streaming_out.view), expected, bound, variant);
+        expect_guard_intact(*backends.gpu, streaming_out, variant);
+      }
+    }
     // The prepared weight holds exactly the bf16 rounding of the file weight.
     expect_equal(read_values(*backends.gpu, gpu_weight), weight_as_used, what + " (prepared weight)");
   }

@@ -28,6 +28,9 @@ struct KernelArguments {
   float* partial_out;  // [B * Hq, splits, D]
   float* partial_max;  // [B * Hq, splits], base-2 scores
   float* partial_sum;  // [B * Hq, splits]
+  int* counters;       // [rows * head blocks], zero between launches; null: merge by a second kernel
+  __nv_bfloat16* out;  // [B * Hq, D]
+  float* lse;          // [B * Hq] or null
   int kv_heads;
   int query_heads;
   int group;  // query heads per KV head
@@ -71,6 +74,51 @@ __device__ __forceinline__ float row_reduce_sum(float value) {
   return value;
 }
 
+// Merges the splits' partial results of one block's heads, weighting each split by
+// 2^(its max - overall max): a split whose max is -inf attended nothing and is skipped (its
+// partial output was never written); no token at all gives zeros and lse = -inf.
+__device__ void merge_splits(const KernelArguments& args, int64_t query_row, int d, int head_dim) {
+  const float* maxima = args.partial_max + query_row * args.splits;
+  const float* sums = args.partial_sum + query_row * args.splits;
+  float overall = -INFINITY;
+  for (int s = 0; s < args.splits; ++s) overall = fmaxf(overall, __ldcg(maxima + s));
+  float value = 0.0f, total = 0.0f;
+  if (overall != -INFINITY) {
+    for (int s = 0; s < args.splits; ++s) {
+      float maximum = __ldcg(maxima + s);
+      if (maximum == -INFINITY) continue;
+      float weight = exp2f(maximum - overall);
+      total += weight * __ldcg(sums + s);
+      value += weight * __ldcg(args.partial_out + (query_row * args.splits + s) * head_dim + d);
+    }
+    value /= total;
+  }
+  args.out[query_row * head_dim + d] = __float2bfloat16_rn(value);
+  if (args.lse && d == 0) {
+    args.lse[query_row] = overall == -INFINITY ? -INFINITY : (overall + log2f(total)) * 0.6931471805599453f;
+  }
+}
+
+// The last block of a (row, head block) to finish merges all its splits, so that no second
+// kernel is needed: each block publishes its partial results, fences, and counts itself in; the
+// one that brings the count to `splits` reads everything back (the classic threadfence
+// reduction) and resets the counter for the next launch.
+__device__ void merge_if_last(const KernelArguments& args, int row, int64_t first_query_row, int heads_here,
+                              int head_dim) {
+  __shared__ bool last;
+  __threadfence();
+  __syncthreads();
+  int* counter = args.counters + int64_t(row) * gridDim.z + blockIdx.z;
+  if (threadIdx.x == 0) last = atomicAdd(counter, 1) == args.splits - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  for (int index = threadIdx.x; index < heads_here * head_dim; index += blockDim.x) {
+    merge_splits(args, first_query_row + index / head_dim, index % head_dim, head_dim);
+  }
+  if (threadIdx.x == 0) *counter = 0;
+}
+
 // Block (row, split, head block): row = sequence * kv_heads + kv head; it attends the chunk
 // [split * chunk_tokens, +chunk_tokens) of the row's tokens with query heads
 // [head_block * max_heads, +max_heads) of the group, and writes unnormalised partial results.
@@ -111,12 +159,21 @@ __global__ void __launch_bounds__(threads) attention_decode_kernel(const KernelA
   const int chunk_begin = split * args.chunk_tokens;
   const int count = min(args.chunk_tokens, row_tokens - chunk_begin);
   if (count <= 0) {
-    // Nothing to attend in this chunk: the merge skips it by its -inf maximum.
+    // Nothing to attend in this chunk: the merge skips it by its -inf maximum; a row with no
+    // token at all (one split) gets zeros and lse = -inf.
+    if (args.splits == 1) {
+      for (int index = threadIdx.x; index < heads_here * head_dim; index += threads) {
+        args.out[first_query_row * head_dim + index] = __float2bfloat16_rn(0.0f);
+      }
+      if (args.lse && threadIdx.x < heads_here) args.lse[first_query_row + threadIdx.x] = -INFINITY;
+      return;
+    }
     if (threadIdx.x < heads_here) {
       int64_t index = (first_query_row + threadIdx.x) * args.splits + split;
       args.partial_max[index] = -INFINITY;
       args.partial_sum[index] = 0.0f;
     }
+    if (args.counters) merge_if_last(args, row, first_query_row, heads_here, head_dim);
     return;
   }
 
@@ -287,7 +344,8 @@ __global__ void __launch_bounds__(threads) attention_decode_kernel(const KernelA
   copy_async_wait<0>();
   __syncthreads();  // every thread is done with the stages: reuse them for the reduction
 
-  // Sum the token lanes' accumulators through shared memory: [token_lanes][max_heads][head_dim].
+  // Sum the token lanes' accumulators through shared memory: [token_lanes][max_heads][head_dim];
+  // the softmax warps leave each head's maximum and sum beside it (in the scores' place).
   auto* reduce = reinterpret_cast<float*>(shared);
 #pragma unroll
   for (int h = 0; h < max_heads; ++h) {
@@ -297,6 +355,16 @@ __global__ void __launch_bounds__(threads) attention_decode_kernel(const KernelA
     reinterpret_cast<float4*>(destination)[1] =
         make_float4(accumulator[h][4], accumulator[h][5], accumulator[h][6], accumulator[h][7]);
   }
+  float* head_max = scores;
+  float* head_sum = scores + max_heads;
+#pragma unroll
+  for (int i = 0; i < (max_heads + warps - 1) / warps; ++i) {
+    int h = warp + i * warps;
+    if (h < max_heads && lane == 0) {
+      head_max[h] = running_max[i];
+      head_sum[h] = running_sum[i];
+    }
+  }
   __syncthreads();
   for (int index = threadIdx.x; index < heads_here * head_dim; index += threads) {
     int h = index / head_dim;
@@ -304,55 +372,29 @@ __global__ void __launch_bounds__(threads) attention_decode_kernel(const KernelA
     float total = 0.0f;
 #pragma unroll
     for (int t = 0; t < L::token_lanes; ++t) total += reduce[(t * max_heads + h) * head_dim + d];
-    args.partial_out[((first_query_row + h) * args.splits + split) * head_dim + d] = total;
-  }
-#pragma unroll
-  for (int i = 0; i < (max_heads + warps - 1) / warps; ++i) {
-    int h = warp + i * warps;
-    if (h < heads_here && lane == 0) {
-      int64_t index = (first_query_row + h) * args.splits + split;
-      args.partial_max[index] = running_max[i];
-      args.partial_sum[index] = running_sum[i];
+    if (args.splits == 1) {
+      // The whole row in one chunk: normalise here, no partial results.
+      args.out[(first_query_row + h) * head_dim + d] = __float2bfloat16_rn(total / head_sum[h]);
+      if (args.lse && d == 0) {
+        args.lse[first_query_row + h] = (head_max[h] + log2f(head_sum[h])) * 0.6931471805599453f;
+      }
+    } else {
+      args.partial_out[((first_query_row + h) * args.splits + split) * head_dim + d] = total;
     }
   }
+  if (args.splits == 1) return;
+  if (threadIdx.x < heads_here) {
+    int64_t index = (first_query_row + threadIdx.x) * args.splits + split;
+    args.partial_max[index] = head_max[threadIdx.x];
+    args.partial_sum[index] = head_sum[threadIdx.x];
+  }
+  if (args.counters) merge_if_last(args, row, first_query_row, heads_here, head_dim);
 }
 
-// One block per (sequence, query head): merges the splits' partial results, weighting each by
-// 2^(its max - overall max). A row with no attended token gets zeros and lse = -inf.
-__global__ void merge_splits_kernel(__nv_bfloat16* out, float* lse, const float* partial_out,
-                                    const float* partial_max, const float* partial_sum, int splits,
-                                    int head_dim) {
-  const int64_t query_row = blockIdx.x;
-  const float* maxima = partial_max + query_row * splits;
-  const float* sums = partial_sum + query_row * splits;
-  float overall = -INFINITY;
-  for (int s = 0; s < splits; ++s) overall = fmaxf(overall, maxima[s]);
-  float total = 0.0f;
-  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-    float value = 0.0f;
-    total = 0.0f;
-    if (overall != -INFINITY) {
-      for (int s = 0; s < splits; ++s) {
-        if (maxima[s] == -INFINITY) continue;  // an empty chunk: its partial_out was never written
-        float weight = exp2f(maxima[s] - overall);
-        total += weight * sums[s];
-        value += weight * partial_out[(query_row * splits + s) * head_dim + d];
-      }
-      value /= total;
-    }
-    out[query_row * head_dim + d] = __float2bfloat16_rn(value);
-  }
-  if (lse != nullptr && threadIdx.x == 0) {
-    if (overall == -INFINITY) {
-      lse[query_row] = -INFINITY;
-    } else {
-      total = 0.0f;
-      for (int s = 0; s < splits; ++s) {
-        if (maxima[s] != -INFINITY) total += exp2f(maxima[s] - overall) * sums[s];
-      }
-      lse[query_row] = (overall + log2f(total)) * 0.6931471805599453f;
-    }
-  }
+// One block per (sequence, query head): the merge as a second kernel, when the blocks do not
+// merge themselves (DecodeAttentionParams::merge_in_kernel off).
+__global__ void merge_splits_kernel(const KernelArguments args, int head_dim) {
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) merge_splits(args, blockIdx.x, d, head_dim);
 }
 
 template <int head_dim, int max_heads>
@@ -436,8 +478,8 @@ DecodeSplit choose_decode_split(int64_t rows, int64_t query_heads_per_kv_head,
   return best;
 }
 
-int64_t decode_workspace_floats(int64_t query_rows, int splits, int64_t head_dim) {
-  return query_rows * splits * (head_dim + 2);
+int64_t decode_workspace_bytes(int64_t query_rows, int splits, int64_t head_dim) {
+  return decode_counter_bytes + query_rows * splits * (head_dim + 2) * int64_t(sizeof(float));
 }
 
 void launch_attention_decode(const DecodeAttentionParams& params, cudaStream_t stream) {
@@ -471,9 +513,8 @@ void launch_attention_decode(const DecodeAttentionParams& params, cudaStream_t s
   int64_t query_rows = batch * query_heads;
   require_grid_dimension(params.split.splits, 65535, op, "the longest row's chunks");
   LOUISKV_REQUIRE(params.workspace != nullptr &&
-              params.workspace_floats >=
-                  decode_workspace_floats(query_rows, params.split.splits, head_dim),
-          op, "workspace too small for this batch and split");
+                      params.workspace_bytes >= decode_workspace_bytes(query_rows, params.split.splits, head_dim),
+                  op, "workspace too small for this batch and split");
   if (batch == 0) return;
   LOUISKV_REQUIRE(params.spans != nullptr && params.indptr != nullptr && params.chunk_first_span != nullptr, op,
                   "the span plan is missing");
@@ -484,9 +525,14 @@ void launch_attention_decode(const DecodeAttentionParams& params, cudaStream_t s
   args.indptr = params.indptr;
   args.chunk_first_span = params.chunk_first_span;
   int64_t partial_floats = query_rows * params.split.splits;
-  args.partial_out = params.workspace;
-  args.partial_max = params.workspace + partial_floats * head_dim;
+  const int64_t head_blocks = (query_heads / params.kv_heads + 7) / 8;
+  const bool merge_in_kernel = params.merge_in_kernel && rows * head_blocks <= decode_max_counters;
+  args.counters = merge_in_kernel ? static_cast<int*>(params.workspace) : nullptr;
+  args.partial_out = reinterpret_cast<float*>(static_cast<char*>(params.workspace) + decode_counter_bytes);
+  args.partial_max = args.partial_out + partial_floats * head_dim;
   args.partial_sum = args.partial_max + partial_floats;
+  args.out = params.out.as<__nv_bfloat16>();
+  args.lse = params.lse.empty() ? nullptr : params.lse.as<float>();
   args.kv_heads = params.kv_heads;
   args.query_heads = int(query_heads);
   args.group = int(query_heads / params.kv_heads);
@@ -498,10 +544,10 @@ void launch_attention_decode(const DecodeAttentionParams& params, cudaStream_t s
   } else {
     launch_for_head_dim<128>(args, int(rows), stream);
   }
-  merge_splits_kernel<<<unsigned(query_rows), unsigned(head_dim), 0, stream>>>(
-      params.out.as<__nv_bfloat16>(), params.lse.empty() ? nullptr : params.lse.as<float>(),
-      args.partial_out, args.partial_max, args.partial_sum, args.splits, int(head_dim));
-  LOUISKV_CUDA_CHECK_LAUNCH();
+  if (args.splits > 1 && !merge_in_kernel) {
+    merge_splits_kernel<<<unsigned(query_rows), unsigned(head_dim), 0, stream>>>(args, int(head_dim));
+    LOUISKV_CUDA_CHECK_LAUNCH();
+  }
 }
 
 }  // namespace louiskv::kernels

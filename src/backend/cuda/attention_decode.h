@@ -1,7 +1,7 @@
 // Sparse decode attention over attended spans (flash-decoding): each (sequence, KV head) row's
 // tokens are cut into chunks that separate blocks attend to, every block serving all the query
-// heads of its GQA group from one read of K and V; a second kernel merges the chunks' partial
-// outputs by their softmax maxima and sums.
+// heads of its GQA group from one read of K and V; the last block of each row to finish merges
+// the chunks' partial outputs by their softmax maxima and sums.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -41,8 +41,13 @@ int decode_blocks_per_multiprocessor(int64_t head_dim, int64_t query_heads_per_k
 // with chunks between 64 tokens (less is mostly setup) and decode_max_chunk_tokens.
 DecodeSplit choose_decode_split(int64_t rows, int64_t query_heads_per_kv_head,
                                 int64_t max_row_tokens, int64_t concurrent_blocks);
-// Floats of workspace attention_decode needs for `query_rows` = batch x Hq rows.
-int64_t decode_workspace_floats(int64_t query_rows, int splits, int64_t head_dim);
+// The workspace starts with one merge counter per (row, head block) in a region of fixed size,
+// so that every call finds them where the previous one left them at zero (the workspace is
+// zeroed when allocated); partial results follow.
+constexpr int64_t decode_max_counters = 65536;
+constexpr int64_t decode_counter_bytes = decode_max_counters * 4;
+// Bytes of workspace attention_decode needs for `query_rows` = batch x Hq rows.
+int64_t decode_workspace_bytes(int64_t query_rows, int splits, int64_t head_dim);
 
 struct DecodeAttentionParams {
   TensorView out;   // [B, Hq, D] bf16 (device)
@@ -59,9 +64,12 @@ struct DecodeAttentionParams {
   // the row's end when the chunk is past the row's tokens. The host knows it for free while
   // staging the spans; it spares every block a search through global memory.
   const int32_t* chunk_first_span = nullptr;
-  // Workspace of decode_workspace_floats(B * Hq, split.splits, D) floats (device).
-  float* workspace = nullptr;
-  int64_t workspace_floats = 0;
+  // Workspace of decode_workspace_bytes(B * Hq, split.splits, D) bytes (device), zeroed when
+  // allocated; each launch leaves its counters at zero again.
+  void* workspace = nullptr;
+  int64_t workspace_bytes = 0;
+  // The last block of each row merges the chunks (one launch); off: a second kernel does it.
+  bool merge_in_kernel = true;
 };
 void launch_attention_decode(const DecodeAttentionParams& params, cudaStream_t stream);
 

@@ -65,7 +65,6 @@ class CudaBackend final : public Backend {
     decode_plan_.reset();
     if (cublas_) cublasDestroy(cublas_);
     if (cublas_workspace_) cudaFree(cublas_workspace_);
-    if (matmul_workspace_) cudaFree(matmul_workspace_);
     if (stream_) cudaStreamDestroy(stream_);
   }
 
@@ -160,12 +159,6 @@ class CudaBackend final : public Backend {
     params.weight = weight;
     params.bias = bias ? *bias : TensorView{};
     params.multiprocessors = multiprocessors_;
-    // Decode-sized products split K over blocks and need partial sums; the workspace grows to
-    // the largest such product once (the first decode step), then stays.
-    int64_t needed = kernels::matmul_workspace_bytes(in, weight, multiprocessors_);
-    if (needed > matmul_workspace_bytes_) grow_matmul_workspace(needed);
-    params.workspace = matmul_workspace_;
-    params.workspace_bytes = matmul_workspace_bytes_;
     kernels::launch_matmul(params, cublas_, stream_);
   }
 
@@ -225,7 +218,7 @@ class CudaBackend final : public Backend {
     params.chunk_first_span = plan.chunk_first_span;
     params.split = plan.split;
     params.workspace = plan.workspace;
-    params.workspace_floats = plan.workspace_floats;
+    params.workspace_bytes = plan.workspace_bytes;
     try {
       kernels::launch_attention_decode(params, stream_);
     } catch (...) {
@@ -239,17 +232,6 @@ class CudaBackend final : public Backend {
   // Several backends may live on several devices in one process; each call makes its own
   // device current (cheap when it already is).
   void activate() const { LOUISKV_CUDA_CHECK(cudaSetDevice(device_index_)); }
-
-  void grow_matmul_workspace(int64_t bytes) {
-    LOUISKV_CUDA_CHECK(cudaStreamSynchronize(stream_));  // queued products may use the old one
-    if (matmul_workspace_) LOUISKV_CUDA_CHECK(cudaFree(matmul_workspace_));
-    matmul_workspace_ = nullptr;
-    matmul_workspace_bytes_ = 0;
-    LOUISKV_CUDA_CHECK(cudaMalloc(&matmul_workspace_, size_t(bytes)));
-    // The split-K counters at its start must be zero; every launch leaves them zero again.
-    LOUISKV_CUDA_CHECK(cudaMemsetAsync(matmul_workspace_, 0, size_t(bytes), stream_));
-    matmul_workspace_bytes_ = bytes;
-  }
 
   void convert_through_staging(const TensorView& prepared, const TensorView& host_weight) {
     size_t element_bytes = dtype_size(host_weight.dtype);
@@ -285,8 +267,6 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   void* cublas_workspace_ = nullptr;
-  void* matmul_workspace_ = nullptr;  // split-K partial sums of the weight-streaming kernel
-  int64_t matmul_workspace_bytes_ = 0;
   std::unique_ptr<kernels::DecodePlanUploader> decode_plan_ =
       std::make_unique<kernels::DecodePlanUploader>();
 };

@@ -94,15 +94,17 @@ DecodePlanUploader::DeviceSlot& DecodePlanUploader::next_device_slot(size_t byte
   return slot;
 }
 
-void DecodePlanUploader::grow_workspace(int64_t floats, cudaStream_t stream) {
-  if (floats <= workspace_floats_) return;
-  LOUISKV_CUDA_CHECK(cudaStreamSynchronize(stream));
+void DecodePlanUploader::grow_workspace(int64_t bytes, cudaStream_t stream) {
+  if (bytes <= workspace_bytes_) return;
+  LOUISKV_CUDA_CHECK(cudaStreamSynchronize(stream));  // queued kernels may use the old one
   if (workspace_) LOUISKV_CUDA_CHECK(cudaFree(workspace_));
   workspace_ = nullptr;
-  workspace_floats_ = 0;
-  int64_t grown = floats + floats / 2;
-  LOUISKV_CUDA_CHECK(cudaMalloc(&workspace_, size_t(grown) * sizeof(float)));
-  workspace_floats_ = grown;
+  workspace_bytes_ = 0;
+  int64_t grown = bytes + bytes / 2;
+  LOUISKV_CUDA_CHECK(cudaMalloc(&workspace_, size_t(grown)));
+  // The merge counters at its start must be zero; every launch leaves them zero again.
+  LOUISKV_CUDA_CHECK(cudaMemsetAsync(workspace_, 0, size_t(grown), stream));
+  workspace_bytes_ = grown;
 }
 
 int64_t DecodePlanUploader::concurrent_blocks(int64_t head_dim, int64_t group, int multiprocessors) {
@@ -116,7 +118,7 @@ int64_t DecodePlanUploader::concurrent_blocks(int64_t head_dim, int64_t group, i
 
 DecodePlan DecodePlanUploader::upload(const AttendedSpans& spans, int64_t batch, int64_t kv_heads,
                                       int64_t query_heads, int64_t head_dim, int multiprocessors,
-                                      cudaStream_t stream) {
+                                      cudaStream_t stream, int chunk_tokens) {
   const char* op = "attention_decode";
   const int64_t rows = batch * kv_heads;
   LOUISKV_REQUIRE(int64_t(spans.rows()) == rows, op,
@@ -153,6 +155,12 @@ DecodePlan DecodePlanUploader::upload(const AttendedSpans& spans, int64_t batch,
   const int64_t group = query_heads / kv_heads;
   DecodeSplit split =
       choose_decode_split(rows, group, max_row_tokens, concurrent_blocks(head_dim, group, multiprocessors));
+  if (chunk_tokens > 0) {
+    LOUISKV_REQUIRE(chunk_tokens % decode_tile_tokens == 0 && chunk_tokens <= decode_max_chunk_tokens, op,
+                    "an imposed chunk must be a multiple of 32 tokens, at most 512");
+    split.chunk_tokens = chunk_tokens;
+    split.splits = int(max_row_tokens > 0 ? (max_row_tokens + chunk_tokens - 1) / chunk_tokens : 1);
+  }
 
   // Pass 2: write the spans, merging those that continue each other in memory (neighbouring
   // slots of a working set, pages of one dense cache), the row offsets, and each chunk's first
@@ -212,9 +220,9 @@ DecodePlan DecodePlanUploader::upload(const AttendedSpans& spans, int64_t batch,
   plan.chunk_first_span = plan.indptr + rows + 1;
   plan.split = split;
   plan.device_slot = device_index;
-  grow_workspace(decode_workspace_floats(batch * query_heads, split.splits, head_dim), stream);
+  grow_workspace(decode_workspace_bytes(batch * query_heads, split.splits, head_dim), stream);
   plan.workspace = workspace_;
-  plan.workspace_floats = workspace_floats_;
+  plan.workspace_bytes = workspace_bytes_;
   return plan;
 }
 

@@ -24,8 +24,8 @@ struct DecodePlan {
   const int32_t* indptr = nullptr;            // device, [rows + 1]
   const int32_t* chunk_first_span = nullptr;  // device, [rows * split.splits]
   DecodeSplit split;
-  float* workspace = nullptr;  // device
-  int64_t workspace_floats = 0;
+  void* workspace = nullptr;  // device, zeroed when allocated
+  int64_t workspace_bytes = 0;
   int device_slot = -1;  // which device plan buffer; for release()
 };
 
@@ -39,8 +39,10 @@ class DecodePlanUploader {
   // Checks `spans` (rows, indptr, lengths, pointers), stages and enqueues its upload, picks the
   // split and makes sure the workspace is large enough. rows = batch * kv_heads. Work enqueued
   // on `stream` after this call sees the plan.
+  // `chunk_tokens` > 0 imposes the chunk size (a multiple of 32, at most 512) instead of the
+  // occupancy-based choice: benchmarks sweep it.
   DecodePlan upload(const AttendedSpans& spans, int64_t batch, int64_t kv_heads, int64_t query_heads,
-                    int64_t head_dim, int multiprocessors, cudaStream_t stream);
+                    int64_t head_dim, int multiprocessors, cudaStream_t stream, int chunk_tokens = 0);
   // The kernels reading `plan` are enqueued on `stream`: its device buffer may be refilled once
   // the stream has passed this point.
   void release(const DecodePlan& plan, cudaStream_t stream);
@@ -61,7 +63,7 @@ class DecodePlanUploader {
   };
   HostSlot& free_host_slot(size_t bytes);
   DeviceSlot& next_device_slot(size_t bytes, int& index);
-  void grow_workspace(int64_t floats, cudaStream_t stream);
+  void grow_workspace(int64_t bytes, cudaStream_t stream);
   int64_t concurrent_blocks(int64_t head_dim, int64_t group, int multiprocessors);
 
   cudaStream_t copy_stream_ = nullptr;  // created on first use, on the backend's device
@@ -69,8 +71,8 @@ class DecodePlanUploader {
   uint64_t uses_ = 0;
   std::vector<DeviceSlot> device_slots_;
   size_t next_device_slot_ = 0;
-  float* workspace_ = nullptr;
-  int64_t workspace_floats_ = 0;
+  void* workspace_ = nullptr;
+  int64_t workspace_bytes_ = 0;
   std::vector<int32_t> row_tokens_;  // reused across calls: no allocation per step
   std::map<std::pair<int64_t, int64_t>, int> blocks_per_multiprocessor_;
 };

@@ -1,6 +1,6 @@
 // Dense projections: out[T, N] = in[T, K] @ weight[N, K]^T (+ bias[N]), bf16 operands, fp32
-// accumulation. Prefill sizes go to cuBLAS (CUBLAS_COMPUTE_32F); decode sizes (T <= 32), which
-// are a pass over the weights, to the weight-streaming kernel (matmul_weight_streaming.h).
+// accumulation, through cuBLAS (CUBLAS_COMPUTE_32F). Decode sizes (T <= 32) may instead run on
+// the weight-streaming kernel (matmul_weight_streaming.h), when asked for.
 #pragma once
 
 #include <cublas_v2.h>
@@ -11,9 +11,9 @@
 namespace louiskv::kernels {
 
 enum class MatmulPath {
-  automatic,         // weight streaming where it applies and has its workspace, else cuBLAS
-  cublas,            // always cuBLAS (benchmarks compare the two)
-  weight_streaming,  // always the weight-streaming kernel (fails where it does not apply)
+  automatic,         // the measured faster one for the shape: cuBLAS for now (see matmul.cu)
+  cublas,            // always cuBLAS
+  weight_streaming,  // the weight-streaming kernel (fails where it does not apply)
 };
 
 // in [T, K] bf16 (device); weight [N, K] bf16 (device: prepare_weight converts file weights);

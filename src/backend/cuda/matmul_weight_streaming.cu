@@ -17,6 +17,12 @@ constexpr int block_rows = warps * 16;  // weight rows (output columns) per bloc
 constexpr int chunk_k = 32;             // K covered by one 16-byte load of each of 4 lanes
 constexpr int batch_chunks = 4;         // chunks whose loads are issued before any MMA
 constexpr int64_t split_granule = chunk_k * batch_chunks;
+// The split-K counters sit in a region of fixed size at the start of the workspace: every
+// product must find them where the previous ones left them at zero, whatever its own size
+// (a region sized per product would let one product's partial sums land on the next one's
+// counters).
+constexpr int64_t max_split_row_blocks = 65536;
+constexpr int64_t counter_bytes = max_split_row_blocks * int64_t(sizeof(int));
 
 struct KernelArguments {
   const __nv_bfloat16* in;      // [T, K]
@@ -206,8 +212,10 @@ WeightStreamingPlan plan_weight_streaming(int64_t tokens, int64_t inner, int64_t
       plan.k_per_split = k_per_split;
     }
   }
-  if (plan.k_per_split == 0) plan.k_per_split = granules * split_granule;
-  const int64_t counter_bytes = (row_blocks * int64_t(sizeof(int)) + 255) / 256 * 256;
+  if (plan.k_per_split == 0 || row_blocks > max_split_row_blocks) {
+    plan.splits = 1;
+    plan.k_per_split = granules * split_granule;
+  }
   plan.workspace_bytes =
       plan.splits > 1 ? counter_bytes + int64_t(plan.splits) * tokens * columns * int64_t(sizeof(float)) : 0;
   return plan;
@@ -235,7 +243,8 @@ void launch_matmul_weight_streaming(const WeightStreamingParams& params, cudaStr
   args.out = params.out.data;
   args.bias = params.bias.empty() ? nullptr : params.bias.data;
   const int64_t row_blocks = row_blocks_of(columns);
-  const int64_t counter_bytes = (row_blocks * int64_t(sizeof(int)) + 255) / 256 * 256;
+  LOUISKV_REQUIRE(params.plan.splits == 1 || row_blocks <= max_split_row_blocks, op,
+                  "too many output columns for a split of K");
   args.counters = static_cast<int*>(params.workspace);
   args.partial = params.workspace ? reinterpret_cast<float*>(static_cast<char*>(params.workspace) + counter_bytes)
                                   : nullptr;
