@@ -111,18 +111,18 @@ Result run(const DecodeShape& s, int multiprocessors, bool sweep_chunks = false)
   kernels::DecodeSplit split;
   Result result;
   result.whole_op_gbps = kv_bytes / (whole_ms * 1e-3) / 1e9;
-  result.kernels_gbps = time_kernels(0, true, false, &split);
-  result.back_to_back_gbps = time_kernels(0, true, true, nullptr);
-  double separate_merge_gbps = time_kernels(0, false, true, nullptr);
+  result.kernels_gbps = time_kernels(0, false, false, &split);
+  result.back_to_back_gbps = time_kernels(0, false, true, nullptr);
+  double in_kernel_merge_gbps = time_kernels(0, true, true, nullptr);
   std::printf("  B=%-3lld heads %lld/%lld D=%lld budget %-5lld %-14s KV %6.1f MB  split %2d x %3d  GB/s: whole op %7.1f"
-              "  kernels %7.1f  back to back %7.1f (merge kernel: %7.1f)\n",
+              "  kernels %7.1f  back to back %7.1f (merge in kernel: %7.1f)\n",
               (long long)s.batch, (long long)s.query_heads, (long long)s.kv_heads, (long long)s.head_dim,
               (long long)s.budget, s.unit_tokens ? ("units of " + std::to_string(s.unit_tokens)).c_str() : "one span/row",
               kv_bytes / 1e6, split.splits, split.chunk_tokens, result.whole_op_gbps, result.kernels_gbps,
-              result.back_to_back_gbps, separate_merge_gbps);
+              result.back_to_back_gbps, in_kernel_merge_gbps);
   if (sweep_chunks) {
     std::printf("    chunk sweep, back to back GB/s:");
-    for (int chunk : {64, 128, 192, 256, 352, 512}) std::printf("  %d: %.1f", chunk, time_kernels(chunk, true, true, nullptr));
+    for (int chunk : {64, 128, 192, 256, 352, 512}) std::printf("  %d: %.1f", chunk, time_kernels(chunk, false, true, nullptr));
     std::printf("\n");
   }
   LOUISKV_CUDA_CHECK(cudaStreamDestroy(stream));

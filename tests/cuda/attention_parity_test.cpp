@@ -10,7 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "backend/cuda/attention_decode.h"
 #include "backend/cuda/attention_prefill.h"
+#include "backend/cuda/decode_plan.h"
 #include "cuda/parity_harness.h"
 
 namespace louiskv::testing {
@@ -230,6 +232,71 @@ TEST(CudaParity, AttentionDecodeBackToBack) {
   for (int64_t call = 0; call < calls; ++call) {
     std::string what = "attention_decode back-to-back call " + std::to_string(call);
     expect_close(read_values(*backends.gpu, outputs[size_t(call)].view), expected[size_t(call)], 1e-2, what);
+  }
+}
+
+// The other merge of a row's chunks (the last block of each row merges them, in one launch),
+// run through the launcher on plans of several split sizes, twice each: its counters must be
+// left at zero for the next call.
+TEST(CudaParity, AttentionDecodeMergeInKernel) {
+  LOUISKV_REQUIRE_CUDA();
+  BackendPair backends;
+  Random random;
+  SCOPED_TRACE(seed_note(random));
+  cudaDeviceProp properties{};
+  ASSERT_EQ(cudaGetDeviceProperties(&properties, 0), cudaSuccess);
+  kernels::DecodePlanUploader uploader;
+  for (DecodeCase c : {DecodeCase{3, 32, 8, 128, 2100, false, false, false, true},
+                       DecodeCase{2, 4, 2, 64, 700, false, true, true, true},
+                       DecodeCase{2, 32, 2, 128, 600, false, false, false, true}}) {
+    const int64_t pool_tokens = 4096;
+    const float scale = 1.0f / std::sqrt(float(c.head_dim));
+    std::vector<float> q = random.uniform(size_t(c.batch * c.query_heads * c.head_dim), -2.0f, 2.0f);
+    std::vector<float> k = random.uniform(size_t(pool_tokens * c.head_dim), -2.0f, 2.0f);
+    std::vector<float> v = random.uniform(size_t(pool_tokens * c.head_dim), -1.0f, 1.0f);
+    SpanPlan plan = random_plan(random, c, pool_tokens);
+    auto cpu_q = make_tensor(*backends.cpu, DType::f32, {c.batch, c.query_heads, c.head_dim}, q);
+    auto cpu_k = make_tensor(*backends.cpu, DType::f32, {pool_tokens, c.head_dim}, k);
+    auto cpu_v = make_tensor(*backends.cpu, DType::f32, {pool_tokens, c.head_dim}, v);
+    auto cpu_out = make_output(*backends.cpu, DType::f32, {c.batch, c.query_heads, c.head_dim});
+    auto cpu_lse = make_output(*backends.cpu, DType::f32, {c.batch, c.query_heads});
+    AttendedSpans cpu_spans = spans_over(plan, cpu_k.view, cpu_v.view, c.head_dim);
+    backends.cpu->attention_decode(cpu_out.view, cpu_q.view, cpu_spans, scale, &cpu_lse.view);
+    std::vector<float> expected = rounded_to(read_values(*backends.cpu, cpu_out.view), DType::bf16);
+
+    auto gpu_q = make_tensor(*backends.gpu, DType::bf16, {c.batch, c.query_heads, c.head_dim}, q);
+    auto gpu_k = make_tensor(*backends.gpu, DType::bf16, {pool_tokens, c.head_dim}, k);
+    auto gpu_v = make_tensor(*backends.gpu, DType::bf16, {pool_tokens, c.head_dim}, v);
+    AttendedSpans gpu_spans = spans_over(plan, gpu_k.view, gpu_v.view, c.head_dim);
+    for (int chunk : {64, 160, 512}) {
+      for (int run = 0; run < 2; ++run) {
+        std::string what = "attention_decode merge in kernel B=" + std::to_string(c.batch) + " heads " +
+                            std::to_string(c.query_heads) + "/" + std::to_string(c.kv_heads) + " D=" +
+                            std::to_string(c.head_dim) + " chunk " + std::to_string(chunk) + " run " +
+                            std::to_string(run + 1);
+        auto gpu_out = make_output(*backends.gpu, DType::bf16, {c.batch, c.query_heads, c.head_dim});
+        // The legacy stream orders the launch with the harness's copies.
+        kernels::DecodePlan device_plan = uploader.upload(gpu_spans, c.batch, c.kv_heads, c.query_heads, c.head_dim,
+                                                          properties.multiProcessorCount, nullptr, chunk);
+        kernels::DecodeAttentionParams params;
+        params.out = gpu_out.view;
+        params.q = gpu_q.view;
+        params.scale = scale;
+        params.kv_heads = int(c.kv_heads);
+        params.spans = device_plan.spans;
+        params.indptr = device_plan.indptr;
+        params.chunk_first_span = device_plan.chunk_first_span;
+        params.split = device_plan.split;
+        params.workspace = device_plan.workspace;
+        params.workspace_bytes = device_plan.workspace_bytes;
+        params.merge_in_kernel = true;
+        kernels::launch_attention_decode(params, nullptr);
+        uploader.release(device_plan, nullptr);
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        expect_close(read_values(*backends.gpu, gpu_out.view), expected, 1e-2, what);
+        expect_guard_intact(*backends.gpu, gpu_out, what);
+      }
+    }
   }
 }
 

@@ -391,8 +391,8 @@ __global__ void __launch_bounds__(threads) attention_decode_kernel(const KernelA
   if (args.counters) merge_if_last(args, row, first_query_row, heads_here, head_dim);
 }
 
-// One block per (sequence, query head): the merge as a second kernel, when the blocks do not
-// merge themselves (DecodeAttentionParams::merge_in_kernel off).
+// One block per (sequence, query head): the merge as a second kernel, the default (see
+// DecodeAttentionParams::merge_in_kernel).
 __global__ void merge_splits_kernel(const KernelArguments args, int head_dim) {
   for (int d = threadIdx.x; d < head_dim; d += blockDim.x) merge_splits(args, blockIdx.x, d, head_dim);
 }
