@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "louiskv/stats.h"
 #include "runtime/sampler.h"
 
 namespace louiskv {
@@ -31,6 +32,7 @@ struct GenerationResult {
   std::string text;             // generated text, cut before a stop string
   std::string stop_reason;      // "eos", "length", "stop_string", "context"
   GenerationStats stats;
+  KvStats kv;                   // the KV policy's counters for this sequence
 };
 
 }  // namespace louiskv

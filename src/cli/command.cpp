@@ -4,6 +4,8 @@
 #include <iostream>
 #include <sstream>
 
+#include "runtime/calibration.h"
+
 namespace louiskv::cli {
 
 std::filesystem::path default_model_dir() {
@@ -61,6 +63,11 @@ void add_kv_options(CLI::App& command, KvConfig& config) {
   command.add_option("--kv-seed", config.seed, "seed of K-means initialisation");
 }
 
+void apply_calibrated_tau(const CLI::App& command, KvConfig& config, const EngineOptions& engine) {
+  if (command.count("--tau") > 0 || engine.random_weights) return;
+  if (auto tau = read_calibrated_tau(engine.model_dir)) config.tau = *tau;
+}
+
 void add_sampling_options(CLI::App& command, GenerationConfig& config) {
   command.add_option("-n,--n-predict", config.max_new_tokens, "tokens to generate")->check(CLI::NonNegativeNumber);
   command.add_option("--temp", config.sampling.temperature, "temperature (0: greedy)");
@@ -89,6 +96,21 @@ std::string read_prompt(const std::string& text, const std::string& file) {
   return text;
 }
 
+nlohmann::json kv_stats_json(const KvConfig& config, const KvStats& stats) {
+  return {{"policy", config.policy},
+          {"budget", config.budget},
+          {"decode_steps", stats.decode_steps},
+          {"retrieval_rate", stats.retrieval_rate()},
+          {"h2d_bytes_per_token", stats.h2d_bytes_per_token()},
+          {"units_loaded", stats.units_loaded},
+          {"tokens_loaded", stats.tokens_loaded},
+          {"h2d_bytes", stats.h2d_bytes},
+          {"tokens_dropped", stats.tokens_dropped},
+          {"score_ms", stats.score_ms},
+          {"select_ms", stats.select_ms},
+          {"transfer_ms", stats.transfer_ms}};
+}
+
 void print_json(const nlohmann::json& document) {
   std::cout << document.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
 }
@@ -115,6 +137,9 @@ int run_cli(int argc, const char* const* argv) {
   add(add_tokenize_command(app));
   add(add_detokenize_command(app));
   add(add_inspect_command(app));
+  add(add_eval_command(app));
+  add(add_calibrate_command(app));
+  add(add_demo_command(app));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

@@ -34,11 +34,16 @@ struct ModelOptions {
 std::filesystem::path default_model_dir();
 
 void add_kv_options(CLI::App& command, KvConfig& config);
+// When --tau was not given on `command`, takes tau from the model's calibration file, if any.
+void apply_calibrated_tau(const CLI::App& command, KvConfig& config, const EngineOptions& engine);
 void add_sampling_options(CLI::App& command, GenerationConfig& config);
 
 // Reads the prompt from -p TEXT or -f FILE (exactly one); errors name the file.
 std::string read_prompt(const std::string& text, const std::string& file);
 std::string read_text_file(const std::filesystem::path& path);
+
+// The policy, its budget and its counters, with the names of DESIGN.md section 8.
+nlohmann::json kv_stats_json(const KvConfig& config, const KvStats& stats);
 
 // Prints JSON on one line; invalid UTF-8 in generated text is replaced, never fatal.
 void print_json(const nlohmann::json& document);
@@ -51,6 +56,9 @@ CommandRunner add_logits_command(CLI::App& app);
 CommandRunner add_tokenize_command(CLI::App& app);
 CommandRunner add_detokenize_command(CLI::App& app);
 CommandRunner add_inspect_command(CLI::App& app);
+CommandRunner add_eval_command(CLI::App& app);
+CommandRunner add_calibrate_command(CLI::App& app);
+CommandRunner add_demo_command(CLI::App& app);
 
 // Builds the whole CLI and runs it on argv; returns the exit code. Used by main and the CLI tests.
 int run_cli(int argc, const char* const* argv);

@@ -23,8 +23,9 @@ CommandRunner add_run_command(CLI::App& app) {
   command->add_option("-f,--file", options->prompt_file, "read the prompt from a file");
   command->add_flag("--json", options->json, "print one JSON object instead of streaming text");
 
-  return [options]() {
+  return [options, command]() {
     const std::string prompt_text = read_prompt(options->prompt, options->prompt_file);
+    apply_calibrated_tau(*command, options->kv, options->model.engine_options());
     Engine engine(options->model.engine_options());
     std::vector<int32_t> prompt = engine.tokenizer().encode(prompt_text, true);
     auto policy = engine.make_policy(options->kv);
@@ -36,7 +37,6 @@ CommandRunner add_run_command(CLI::App& app) {
       };
     }
     GenerationResult result = engine.generate(prompt, options->generation, *policy, stream);
-    const KvStats kv = policy->stats(0);
     if (options->json) {
       print_json({{"prompt_tokens", result.stats.prompt_tokens},
                   {"ids", result.ids},
@@ -47,14 +47,13 @@ CommandRunner add_run_command(CLI::App& app) {
                     {"tok_per_s", result.stats.tok_per_s},
                     {"prefill_tok_per_s", result.stats.prefill_tok_per_s},
                     {"generated_tokens", result.stats.generated_tokens}}},
-                  {"kv", {{"policy", options->kv.policy}, {"budget", options->kv.budget}}}});
+                  {"kv", kv_stats_json(options->kv, result.kv)}});
     } else {
       std::cout << std::endl;
       std::fprintf(stderr, "\n[%lld prompt tokens, %lld generated, ttft %.1f ms, %.1f tok/s, stop: %s]\n",
                    static_cast<long long>(result.stats.prompt_tokens), static_cast<long long>(result.stats.generated_tokens),
                    result.stats.ttft_ms, result.stats.tok_per_s, result.stop_reason.c_str());
     }
-    (void)kv;
     return 0;
   };
 }

@@ -7,18 +7,13 @@
 
 #include <cerrno>
 #include <string>
-#include <system_error>
 #include <utility>
 
 #include "common/error.h"
+#include "io/os_error.h"
 
 namespace louiskv {
 namespace {
-
-// std::error_code's message is thread-safe, unlike std::strerror.
-std::string os_reason(int error_number) {
-  return std::error_code(error_number, std::generic_category()).message();
-}
 
 // Closes the descriptor on every path out of the constructor; the mapping outlives it.
 class FileDescriptor {

@@ -77,12 +77,14 @@ class FieldReader {
       missing(key);
     }
     if (*value <= 0) {
-      fail(ErrorKind::invalid_input, key, "must be a positive integer, got " + std::to_string(*value));
+      fail(ErrorKind::invalid_input, key,
+           "must be a positive integer, got " + std::to_string(*value));
     }
     return *value;
   }
 
-  double positive_number(std::string_view key, std::optional<double> fallback = std::nullopt) const {
+  double positive_number(std::string_view key,
+                         std::optional<double> fallback = std::nullopt) const {
     const json* value = fallback ? find(key) : &required(key);
     if (value == nullptr) return *fallback;
     if (!value->is_number() || !(value->get<double>() > 0.0) ||
@@ -104,7 +106,9 @@ class FieldReader {
   std::optional<std::string> optional_string(std::string_view key) const {
     const json* value = find(key);
     if (value == nullptr) return std::nullopt;
-    if (!value->is_string()) fail(ErrorKind::invalid_input, key, "must be a string, got " + value->dump());
+    if (!value->is_string()) {
+      fail(ErrorKind::invalid_input, key, "must be a string, got " + value->dump());
+    }
     return value->get<std::string>();
   }
 
@@ -194,7 +198,8 @@ RopeConfig parse_rope_type_and_scaling(const FieldReader& rope_fields, RopeConfi
   rope.factor = rope_fields.positive_number("factor");
   rope.low_freq_factor = rope_fields.positive_number("low_freq_factor");
   rope.high_freq_factor = rope_fields.positive_number("high_freq_factor");
-  rope.original_max_position_embeddings = rope_fields.positive_int("original_max_position_embeddings");
+  rope.original_max_position_embeddings =
+      rope_fields.positive_int("original_max_position_embeddings");
   // The smoothing between the two bands divides by their difference.
   if (!(rope.high_freq_factor > rope.low_freq_factor)) {
     rope_fields.fail(ErrorKind::invalid_input, "high_freq_factor",
@@ -212,7 +217,8 @@ RopeConfig parse_rope(const FieldReader& fields, const std::string& source) {
   rope.theta = fields.positive_number("rope_theta", rope.theta);
   if (const json* parameters = fields.find("rope_parameters")) {
     if (!parameters->is_object()) {
-      fields.fail(ErrorKind::invalid_input, "rope_parameters", "must be an object, got " + parameters->dump());
+      fields.fail(ErrorKind::invalid_input, "rope_parameters",
+                  "must be an object, got " + parameters->dump());
     }
     FieldReader parameter_fields(*parameters, "rope_parameters.", source);
     rope.theta = parameter_fields.positive_number("rope_theta", rope.theta);
@@ -220,7 +226,8 @@ RopeConfig parse_rope(const FieldReader& fields, const std::string& source) {
   }
   if (const json* scaling = fields.find("rope_scaling")) {
     if (!scaling->is_object()) {
-      fields.fail(ErrorKind::invalid_input, "rope_scaling", "must be an object or null, got " + scaling->dump());
+      fields.fail(ErrorKind::invalid_input, "rope_scaling",
+                  "must be an object or null, got " + scaling->dump());
     }
     return parse_rope_type_and_scaling(FieldReader(*scaling, "rope_scaling.", source), rope);
   }
@@ -292,12 +299,15 @@ ModelConfig parse_model_config(const nlohmann::json& document, const std::string
   if (config.head_dim % 2 != 0) {
     fields.fail(ErrorKind::invalid_input, "head_dim",
                 "(" + std::to_string(config.head_dim) +
-                    (fields.find("head_dim") != nullptr ? "" : ", derived as hidden_size / num_attention_heads") +
+                    (fields.find("head_dim") != nullptr
+                         ? ""
+                         : ", derived as hidden_size / num_attention_heads") +
                     ") must be even: RoPE rotates pairs of channels");
   }
 
   config.rms_norm_eps = fields.positive_number("rms_norm_eps", config.rms_norm_eps);
-  if (const auto activation = fields.optional_string("hidden_act"); activation && *activation != "silu") {
+  if (const auto activation = fields.optional_string("hidden_act");
+      activation && *activation != "silu") {
     fields.fail(ErrorKind::unsupported, "hidden_act",
                 "is '" + *activation + "'; louiskv's MLP is SwiGLU ('silu')");
   }
@@ -329,7 +339,9 @@ ModelConfig parse_model_config(const nlohmann::json& document, const std::string
 
   // transformers' own default is false for all three architectures; models that tie say so.
   config.tie_word_embeddings = fields.boolean("tie_word_embeddings", false);
-  if (const auto bos = fields.token_ids("bos_token_id"); !bos.empty()) config.bos_token_id = bos.front();
+  if (const auto bos = fields.token_ids("bos_token_id"); !bos.empty()) {
+    config.bos_token_id = bos.front();
+  }
   add_unique(config.eos_token_ids, fields.token_ids("eos_token_id"));
   config.dtype = parse_dtype(fields, config.dtype);
   return config;

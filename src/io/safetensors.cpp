@@ -56,7 +56,8 @@ class HeaderEntryParser {
   HeaderEntryParser(const std::string& file, uint64_t data_start, uint64_t file_size)
       : file_(file), data_start_(data_start), file_size_(file_size) {}
 
-  TensorInfo parse(const std::string& name, const json& entry, const std::byte* data_section) const {
+  TensorInfo parse(const std::string& name, const json& entry,
+                   const std::byte* data_section) const {
     const std::string where = file_ + ": tensor '" + name + "'";
     if (!entry.is_object()) {
       throw_error(ErrorKind::invalid_input, where + ": header entry is not a JSON object");
@@ -71,9 +72,8 @@ class HeaderEntryParser {
     }
     const auto dtype = dtype_from_safetensors_name(dtype_field->get_ref<const std::string&>());
     if (!dtype) {
-      throw_error(ErrorKind::unsupported,
-                  where + " has dtype '" + dtype_field->get<std::string>() +
-                      "'; louiskv reads F32, F16 and BF16 weights");
+      throw_error(ErrorKind::unsupported, where + " has dtype '" + dtype_field->get<std::string>() +
+                                              "'; louiskv reads F32, F16 and BF16 weights");
     }
     info.dtype = *dtype;
 
@@ -86,9 +86,8 @@ class HeaderEntryParser {
     for (const json& dim_value : *shape_field) {
       const auto dim = as_unsigned(dim_value);
       if (!dim || *dim > uint64_t(std::numeric_limits<int64_t>::max())) {
-        throw_error(ErrorKind::invalid_input,
-                    where + ": field 'shape' holds " + dim_value.dump() +
-                        ", not a non-negative integer");
+        throw_error(ErrorKind::invalid_input, where + ": field 'shape' holds " + dim_value.dump() +
+                                                  ", not a non-negative integer");
       }
       info.shape.push_back(static_cast<int64_t>(*dim));
       if (*dim != 0 && elements > std::numeric_limits<uint64_t>::max() / *dim) {
@@ -111,9 +110,10 @@ class HeaderEntryParser {
       end = as_unsigned((*offsets_field)[1]);
     }
     if (!begin || !end || *begin > *end) {
-      throw_error(ErrorKind::invalid_input,
-                  where + ": field 'data_offsets' must be [begin, end] with 0 <= begin <= end, got " +
-                      (offsets_field == entry.end() ? std::string("nothing") : offsets_field->dump()));
+      throw_error(
+          ErrorKind::invalid_input,
+          where + ": field 'data_offsets' must be [begin, end] with 0 <= begin <= end, got " +
+              (offsets_field == entry.end() ? std::string("nothing") : offsets_field->dump()));
     }
     if (*end - *begin != expected_bytes) {
       throw_error(ErrorKind::invalid_input,
@@ -125,9 +125,9 @@ class HeaderEntryParser {
     }
     // Compared against the room left after the header, so that no sum can overflow.
     if (*end > file_size_ - data_start_) {
-      throw_error(ErrorKind::invalid_input,
-                  where + " ends at byte " + file_offset_text(*end) + ", file has " +
-                      std::to_string(file_size_) + " (truncated download?)");
+      throw_error(ErrorKind::invalid_input, where + " ends at byte " + file_offset_text(*end) +
+                                                ", file has " + std::to_string(file_size_) +
+                                                " (truncated download?)");
     }
     // The mapping starts on a page boundary, so a file offset that is a multiple of the element
     // size gives a pointer aligned for that element type; anything else cannot be read in place.
@@ -186,8 +186,7 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path)
                     " bytes, above the limit of " + std::to_string(max_header_bytes) +
                     " (not a safetensors file?)");
   }
-  const auto* header_begin =
-      reinterpret_cast<const char*>(mapping_->data() + header_length_bytes);
+  const auto* header_begin = reinterpret_cast<const char*>(mapping_->data() + header_length_bytes);
   json header;
   try {
     header = json::parse(std::string_view(header_begin, header_bytes));
@@ -225,8 +224,8 @@ WeightFiles::WeightFiles(const std::filesystem::path& model_dir) {
     const std::string looked_for =
         std::string(single_file_name) + " or " + std::string(index_file_name);
     if (!std::filesystem::is_directory(model_dir, ignored)) {
-      throw_error(ErrorKind::io, model_dir.string() +
-                                     ": model folder does not exist (looked for " + looked_for + ")");
+      throw_error(ErrorKind::io, model_dir.string() + ": model folder does not exist (looked for " +
+                                     looked_for + ")");
     }
     throw_error(ErrorKind::io, model_dir.string() + ": no weights in this folder: neither " +
                                    std::string(single_file_name) + " nor " +
@@ -238,17 +237,17 @@ WeightFiles::WeightFiles(const std::filesystem::path& model_dir) {
   const auto weight_map = index.is_object() ? index.find("weight_map") : index.end();
   if (weight_map == index.end() || !weight_map->is_object() || weight_map->empty()) {
     throw_error(ErrorKind::invalid_input,
-                index_file + ": field 'weight_map' is missing, empty or not an object of "
-                             "tensor name -> shard file name");
+                index_file +
+                    ": field 'weight_map' is missing, empty or not an object of "
+                    "tensor name -> shard file name");
   }
 
   // One open file per shard, however many tensors it holds.
   std::map<std::string, SafetensorsFile*> shards;
   for (const auto& [tensor_name, shard_value] : weight_map->items()) {
     if (!shard_value.is_string()) {
-      throw_error(ErrorKind::invalid_input,
-                  index_file + ": weight_map entry for tensor '" + tensor_name +
-                      "' is not a file name string");
+      throw_error(ErrorKind::invalid_input, index_file + ": weight_map entry for tensor '" +
+                                                tensor_name + "' is not a file name string");
     }
     const auto& shard_name = shard_value.get_ref<const std::string&>();
     auto shard = shards.find(shard_name);
@@ -262,10 +261,10 @@ WeightFiles::WeightFiles(const std::filesystem::path& model_dir) {
       }
       const auto shard_path = model_dir / shard_name;
       if (!exists_quietly(shard_path)) {
-        throw_error(ErrorKind::io,
-                    index_file + " lists shard '" + shard_name + "' (holding tensor '" +
-                        tensor_name + "'), but " + shard_path.string() +
-                        " does not exist (incomplete download?)");
+        throw_error(ErrorKind::io, index_file + " lists shard '" + shard_name +
+                                       "' (holding tensor '" + tensor_name + "'), but " +
+                                       shard_path.string() +
+                                       " does not exist (incomplete download?)");
       }
       files_.push_back(std::make_unique<SafetensorsFile>(shard_path));
       shard = shards.emplace(shard_name, files_.back().get()).first;

@@ -7,12 +7,12 @@
 #include <cerrno>
 #include <limits>
 #include <set>
-#include <system_error>
 #include <utility>
 
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "io/os_error.h"
 #include "io/safetensors_dtype.h"
 
 namespace louiskv {
@@ -22,17 +22,14 @@ namespace {
 // starts on an 8-byte boundary.
 constexpr size_t header_alignment = 8;
 
-std::string os_reason(int error_number) {
-  return std::error_code(error_number, std::generic_category()).message();
-}
-
 // `where` names the file and the tensor for messages.
 size_t checked_byte_count(const TensorToWrite& tensor, const std::string& where) {
   const auto element_size = dtype_size(tensor.dtype);
   size_t elements = 1;
   for (int64_t dim : tensor.shape) {
     if (dim < 0) {
-      throw_error(ErrorKind::invalid_input, where + " has a negative dimension " + std::to_string(dim));
+      throw_error(ErrorKind::invalid_input,
+                  where + " has a negative dimension " + std::to_string(dim));
     }
     const auto size = static_cast<size_t>(dim);
     if (size != 0 && elements > std::numeric_limits<size_t>::max() / element_size / size) {
@@ -96,7 +93,8 @@ class PartialFile {
 
 }  // namespace
 
-void write_safetensors(const std::filesystem::path& path, const std::vector<TensorToWrite>& tensors) {
+void write_safetensors(const std::filesystem::path& path,
+                       const std::vector<TensorToWrite>& tensors) {
   std::vector<size_t> byte_counts(tensors.size());
   std::set<std::string_view> names;
   for (size_t i = 0; i < tensors.size(); ++i) {
@@ -111,9 +109,9 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Tens
       throw_error(ErrorKind::invalid_input, where + " is given twice");
     }
     if (!safetensors_dtype_name(tensor.dtype)) {
-      throw_error(ErrorKind::unsupported,
-                  where + " has dtype " + std::string(dtype_name(tensor.dtype)) +
-                      "; louiskv writes F32, F16 and BF16 tensors");
+      throw_error(ErrorKind::unsupported, where + " has dtype " +
+                                              std::string(dtype_name(tensor.dtype)) +
+                                              "; louiskv writes F32, F16 and BF16 tensors");
     }
     byte_counts[i] = checked_byte_count(tensor, where);
     if (byte_counts[i] > 0 && tensor.data == nullptr) {

@@ -13,9 +13,9 @@ namespace louiskv {
 
 struct TensorToWrite {
   std::string name;
-  DType dtype = DType::f32;     // f32, f16 or bf16
-  std::vector<int64_t> shape;   // row-major; [] is a scalar
-  const void* data = nullptr;   // shape-product elements of dtype, contiguous
+  DType dtype = DType::f32;    // f32, f16 or bf16
+  std::vector<int64_t> shape;  // row-major; [] is a scalar
+  const void* data = nullptr;  // shape-product elements of dtype, contiguous
 };
 
 // Writes `path` (replacing it) with every tensor, and the metadata {"format": "pt"} that
@@ -24,6 +24,7 @@ struct TensorToWrite {
 // Throws louiskv::Error: invalid_input for a duplicate or empty name, a negative dimension or a
 // missing data pointer; unsupported for a dtype safetensors files of ours do not hold; io (naming
 // the path and the system's reason) when the file cannot be written.
-void write_safetensors(const std::filesystem::path& path, const std::vector<TensorToWrite>& tensors);
+void write_safetensors(const std::filesystem::path& path,
+                       const std::vector<TensorToWrite>& tensors);
 
 }  // namespace louiskv

@@ -157,6 +157,7 @@ GenerationResult Engine::generate(std::span<const int32_t> prompt, const Generat
     result.text += rest;
     if (on_text && !rest.empty()) on_text(rest);
   }
+  result.kv = kv.stats(id);
   result.stats.generated_tokens = int64_t(result.ids.size());
   result.stats.decode_ms = milliseconds_since(decode_start);
   if (result.ids.size() > 1 && result.stats.decode_ms > 0) {

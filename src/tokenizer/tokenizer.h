@@ -27,8 +27,12 @@ class Tokenizer {
 
   // add_special: apply the post-processor (e.g. prepend BOS), as transformers'
   // add_special_tokens=True does. Special tokens written in the text are matched either way.
+  // `text` must be valid UTF-8 (invalid_input otherwise, naming the first bad byte).
   std::vector<int32_t> encode(std::string_view text, bool add_special = true) const;
   // skip_special: drop special tokens from the text, as skip_special_tokens=True does.
+  // The bytes are returned as the tokens hold them: ids that end inside a character give
+  // unfinished UTF-8 (TokenStreamDecoder holds such bytes back). An id outside the vocabulary
+  // throws invalid_input.
   std::string decode(std::span<const int32_t> ids, bool skip_special = false) const;
   // The raw bytes of one token (special tokens: their content).
   std::string token_bytes(int32_t id) const;

@@ -124,10 +124,12 @@ TEST(ModelConfig, Qwen3_8B) {
 TEST(ModelConfig, EverySharedConfigParses) {
   LOUISKV_REQUIRE_SHARED();
   int parsed = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(*testing::shared_dir() / "configs")) {
+  for (const auto& entry :
+       std::filesystem::directory_iterator(*testing::shared_dir() / "configs")) {
     if (entry.path().extension() != ".json") continue;
     SCOPED_TRACE(entry.path().string());
-    const ModelConfig config = parse_model_config(read_json_file(entry.path()), entry.path().string());
+    const ModelConfig config =
+        parse_model_config(read_json_file(entry.path()), entry.path().string());
     EXPECT_EQ(config.num_heads % config.num_kv_heads, 0);
     EXPECT_EQ(config.head_dim % 2, 0);
     EXPECT_EQ(rope_inverse_frequencies(config).size(), size_t(config.head_dim / 2));
@@ -241,12 +243,10 @@ TEST(ModelConfig, RopeScalingOlderStyles) {
 
 TEST(ModelConfig, RopeParametersNewerStyle) {
   json document = minimal_config("LlamaForCausalLM");
-  document["rope_parameters"] = {{"rope_theta", 500000.0},
-                                 {"rope_type", "llama3"},
-                                 {"factor", 8.0},
-                                 {"low_freq_factor", 1.0},
-                                 {"high_freq_factor", 4.0},
-                                 {"original_max_position_embeddings", 8192}};
+  document["rope_parameters"] = {
+      {"rope_theta", 500000.0},  {"rope_type", "llama3"},
+      {"factor", 8.0},           {"low_freq_factor", 1.0},
+      {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
   const RopeConfig rope = parse(document).rope;
   EXPECT_EQ(rope.type, RopeType::llama3);
   EXPECT_DOUBLE_EQ(rope.theta, 500000.0);
@@ -309,16 +309,18 @@ TEST(ModelConfigErrors, MissingRequiredField) {
                             "num_attention_heads", "vocab_size", "max_position_embeddings"}) {
     json document = minimal_config("LlamaForCausalLM");
     document.erase(field);
-    EXPECT_TRUE(throws_error([&] { parse(document); }, ErrorKind::invalid_input,
-                             {"config.json: required field '" + std::string(field) + "' is missing"}));
+    EXPECT_TRUE(
+        throws_error([&] { parse(document); }, ErrorKind::invalid_input,
+                     {"config.json: required field '" + std::string(field) + "' is missing"}));
   }
 }
 
 TEST(ModelConfigErrors, SizesMustBePositiveIntegers) {
   json document = minimal_config("LlamaForCausalLM");
   document["num_attention_heads"] = 0;
-  EXPECT_TRUE(throws_error([&] { parse(document); }, ErrorKind::invalid_input,
-                           {"config.json: field 'num_attention_heads' must be a positive integer"}));
+  EXPECT_TRUE(
+      throws_error([&] { parse(document); }, ErrorKind::invalid_input,
+                   {"config.json: field 'num_attention_heads' must be a positive integer"}));
   document["num_attention_heads"] = "32";
   EXPECT_TRUE(throws_error([&] { parse(document); }, ErrorKind::invalid_input,
                            {"config.json: field 'num_attention_heads' must be an integer"}));
@@ -331,8 +333,9 @@ TEST(ModelConfigErrors, SizesMustBePositiveIntegers) {
 TEST(ModelConfigErrors, HeadsMustDivideIntoKvGroups) {
   json document = minimal_config("LlamaForCausalLM");
   document["num_key_value_heads"] = 3;
-  EXPECT_TRUE(throws_error([&] { parse(document); }, ErrorKind::invalid_input,
-                           {"config.json: field 'num_attention_heads'", "'num_key_value_heads' (3)"}));
+  EXPECT_TRUE(
+      throws_error([&] { parse(document); }, ErrorKind::invalid_input,
+                   {"config.json: field 'num_attention_heads'", "'num_key_value_heads' (3)"}));
 }
 
 TEST(ModelConfigErrors, HeadDimMustBeEven) {
@@ -370,8 +373,9 @@ TEST(ModelConfigErrors, Llama3RopeNeedsItsParameters) {
                            {"config.json: required field 'rope_scaling.factor' is missing"}));
   document["rope_scaling"]["factor"] = 8.0;
   document["rope_scaling"]["high_freq_factor"] = 1.0;
-  EXPECT_TRUE(throws_error([&] { parse(document); }, ErrorKind::invalid_input,
-                           {"field 'rope_scaling.high_freq_factor'", "'rope_scaling.low_freq_factor'"}));
+  EXPECT_TRUE(
+      throws_error([&] { parse(document); }, ErrorKind::invalid_input,
+                   {"field 'rope_scaling.high_freq_factor'", "'rope_scaling.low_freq_factor'"}));
 }
 
 TEST(ModelConfigErrors, UnsupportedVariants) {

@@ -83,7 +83,8 @@ TEST(RopeInverseFrequencies, Llama3ScalesThreeBands) {
     }
     EXPECT_NEAR(scaled[i], expected, expected * relative_tolerance) << "i = " << i;
   }
-  // The Llama-3.1 shapes put entries in every band: 0..28 unchanged, 29..34 blended, 35..63 divided.
+  // The Llama-3.1 shapes put entries in every band: 0..28 unchanged, 29..34 blended, 35..63
+  // divided.
   EXPECT_EQ(unchanged, 29);
   EXPECT_EQ(blended, 6);
   EXPECT_EQ(divided, 29);

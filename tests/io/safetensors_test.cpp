@@ -49,7 +49,8 @@ void expect_well_formed(const std::filesystem::path& path) {
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
   for (const auto& [name, entry] : header.items()) {
     if (name == "__metadata__") continue;
-    ranges.emplace_back(entry["data_offsets"][0].get<uint64_t>(), entry["data_offsets"][1].get<uint64_t>());
+    ranges.emplace_back(entry["data_offsets"][0].get<uint64_t>(),
+                        entry["data_offsets"][1].get<uint64_t>());
   }
   std::sort(ranges.begin(), ranges.end());
   uint64_t covered = 0;
@@ -66,14 +67,18 @@ void expect_well_formed(const std::filesystem::path& path) {
 TEST(Safetensors, RoundTripAllDtypesExactly) {
   TempDir dir("safetensors");
   // Awkward values: signed zero, a subnormal, the extremes, and a NaN, whose bits must survive.
-  const std::vector<float> f32 = {1.5f, -0.0f, 1e-40f, 3.4e38f, -2.75f,
-                                  std::numeric_limits<float>::quiet_NaN()};
-  const std::vector<uint16_t> f16 = bits_of({0.5f, -65504.0f, 6e-8f, 1.0f / 3.0f, -7.0f}, DType::f16);
+  const std::vector<float> f32 = {1.5f,    -0.0f,  1e-40f,
+                                  3.4e38f, -2.75f, std::numeric_limits<float>::quiet_NaN()};
+  const std::vector<uint16_t> f16 =
+      bits_of({0.5f, -65504.0f, 6e-8f, 1.0f / 3.0f, -7.0f}, DType::f16);
   const std::vector<uint16_t> bf16 =
       bits_of({1.0f, -1e30f, 3.14159f, 0.0f, -1e-30f, 2.0f}, DType::bf16);
   const float scalar = 42.0f;
   const std::vector<TensorToWrite> tensors = {
-      {"layer.half", DType::f16, {5}, f16.data()},  // 10 bytes: a 4-byte tensor after it would misalign
+      {"layer.half",
+       DType::f16,
+       {5},
+       f16.data()},  // 10 bytes: a 4-byte tensor after it would misalign
       {"layer.weight", DType::f32, {2, 3}, f32.data()},
       {"brain.float", DType::bf16, {3, 1, 2}, bf16.data()},
       {"scalar", DType::f32, {}, &scalar},
@@ -111,19 +116,29 @@ TEST(Safetensors, WriterRejectsBadTensors) {
   const auto path = dir.path() / "bad.safetensors";
   EXPECT_TRUE(throws_error(
       [&] {
-        write_safetensors(path, {{"twice", DType::f32, {1}, values}, {"twice", DType::f32, {2}, values}});
+        write_safetensors(path,
+                          {{"twice", DType::f32, {1}, values}, {"twice", DType::f32, {2}, values}});
       },
       ErrorKind::invalid_input, {"tensor 'twice' is given twice"}));
-  EXPECT_TRUE(throws_error([&] { write_safetensors(path, {{"ids", DType::i32, {4}, values}}); },
-                           ErrorKind::unsupported, {"tensor 'ids'", "i32"}));
-  EXPECT_TRUE(throws_error([&] { write_safetensors(path, {{"negative", DType::f32, {-1}, values}}); },
-                           ErrorKind::invalid_input, {"tensor 'negative'", "negative dimension"}));
-  EXPECT_TRUE(throws_error([&] { write_safetensors(path, {{"null", DType::f32, {4}, nullptr}}); },
-                           ErrorKind::invalid_input, {"tensor 'null'", "no data pointer"}));
-  EXPECT_FALSE(std::filesystem::exists(path));
   EXPECT_TRUE(throws_error(
-      [&] { write_safetensors(dir.path() / "no-such-folder" / "x.safetensors", {}); },
-      ErrorKind::io, {"no-such-folder", "cannot create"}));
+      [&] {
+        write_safetensors(path, {{"ids", DType::i32, {4}, values}});
+      },
+      ErrorKind::unsupported, {"tensor 'ids'", "i32"}));
+  EXPECT_TRUE(throws_error(
+      [&] {
+        write_safetensors(path, {{"negative", DType::f32, {-1}, values}});
+      },
+      ErrorKind::invalid_input, {"tensor 'negative'", "negative dimension"}));
+  EXPECT_TRUE(throws_error(
+      [&] {
+        write_safetensors(path, {{"null", DType::f32, {4}, nullptr}});
+      },
+      ErrorKind::invalid_input, {"tensor 'null'", "no data pointer"}));
+  EXPECT_FALSE(std::filesystem::exists(path));
+  EXPECT_TRUE(
+      throws_error([&] { write_safetensors(dir.path() / "no-such-folder" / "x.safetensors", {}); },
+                   ErrorKind::io, {"no-such-folder", "cannot create"}));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -150,7 +165,9 @@ TEST(WeightFiles, BundledShardedModel) {
     if (ends_with("q_proj.weight")) return {q_rows, hidden};
     if (ends_with("k_proj.weight") || ends_with("v_proj.weight")) return {kv_rows, hidden};
     if (ends_with("o_proj.weight")) return {hidden, q_rows};
-    if (ends_with("gate_proj.weight") || ends_with("up_proj.weight")) return {config.intermediate_size, hidden};
+    if (ends_with("gate_proj.weight") || ends_with("up_proj.weight")) {
+      return {config.intermediate_size, hidden};
+    }
     if (ends_with("down_proj.weight")) return {hidden, config.intermediate_size};
     return {};
   };
@@ -174,9 +191,9 @@ TEST(WeightFiles, BundledShardedModel) {
   }
   EXPECT_EQ(weights.get("model.embed_tokens.weight").shape, (std::vector<int64_t>{4096, 384}));
   EXPECT_EQ(weights.find("lm_head.weight"), nullptr);  // tied to the embedding
-  EXPECT_TRUE(throws_error([&] { weights.get("lm_head.weight"); }, ErrorKind::invalid_input,
-                           {"tensor 'lm_head.weight' not found", "3 shards of",
-                            "model.safetensors.index.json"}));
+  EXPECT_TRUE(throws_error(
+      [&] { weights.get("lm_head.weight"); }, ErrorKind::invalid_input,
+      {"tensor 'lm_head.weight' not found", "3 shards of", "model.safetensors.index.json"}));
 }
 
 // Merging the shards into one model.safetensors is what the model tests do with the writer.
@@ -204,13 +221,25 @@ TEST(WeightFiles, MergedSingleFileMatchesTheShards) {
   }
 }
 
+// transformers looks for model.safetensors before the index; so do we.
+TEST(WeightFiles, SingleFileWinsOverAnIndex) {
+  TempDir dir("weight-files");
+  testing::copy_bundled_model(dir.path());
+  const float value = 1.0f;
+  write_safetensors(dir.path() / "model.safetensors", {{"only", DType::f32, {1}, &value}});
+  const WeightFiles weights(dir.path());
+  EXPECT_EQ(weights.names(), std::vector<std::string>{"only"});
+  EXPECT_EQ(weights.get("only").file, (dir.path() / "model.safetensors").string());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Damaged model folders
 
 TEST(WeightFilesErrors, NeitherWeightFile) {
   TempDir dir("weight-files");
-  EXPECT_TRUE(throws_error([&] { WeightFiles weights(dir.path()); }, ErrorKind::io,
-                           {dir.path().string(), "model.safetensors ", "model.safetensors.index.json"}));
+  EXPECT_TRUE(
+      throws_error([&] { WeightFiles weights(dir.path()); }, ErrorKind::io,
+                   {dir.path().string(), "model.safetensors ", "model.safetensors.index.json"}));
   EXPECT_TRUE(throws_error([&] { WeightFiles weights(dir.path() / "nowhere"); }, ErrorKind::io,
                            {"nowhere", "does not exist", "model.safetensors.index.json"}));
 }
@@ -229,9 +258,10 @@ TEST(WeightFilesErrors, TruncatedShard) {
   const auto shard = dir.path() / second_shard;
   const auto full_size = std::filesystem::file_size(shard);
   std::filesystem::resize_file(shard, full_size - 1000);
-  EXPECT_TRUE(throws_error([&] { WeightFiles weights(dir.path()); }, ErrorKind::invalid_input,
-                           {second_shard, ": tensor 'model.layers.", "' ends at byte " + std::to_string(full_size),
-                            "file has " + std::to_string(full_size - 1000), "(truncated download?)"}));
+  EXPECT_TRUE(throws_error(
+      [&] { WeightFiles weights(dir.path()); }, ErrorKind::invalid_input,
+      {second_shard, ": tensor 'model.layers.", "' ends at byte " + std::to_string(full_size),
+       "file has " + std::to_string(full_size - 1000), "(truncated download?)"}));
 }
 
 TEST(WeightFilesErrors, TensorOfTheIndexAbsentFromItsShard) {
@@ -240,9 +270,9 @@ TEST(WeightFilesErrors, TensorOfTheIndexAbsentFromItsShard) {
   json index = read_json_file(dir.path() / "model.safetensors.index.json");
   index["weight_map"]["model.layers.3.mlp.extra.weight"] = second_shard;
   testing::write_file(dir.path() / "model.safetensors.index.json", index.dump());
-  EXPECT_TRUE(throws_error([&] { WeightFiles weights(dir.path()); }, ErrorKind::invalid_input,
-                           {second_shard, "tensor 'model.layers.3.mlp.extra.weight'",
-                            "does not hold it"}));
+  EXPECT_TRUE(
+      throws_error([&] { WeightFiles weights(dir.path()); }, ErrorKind::invalid_input,
+                   {second_shard, "tensor 'model.layers.3.mlp.extra.weight'", "does not hold it"}));
 }
 
 TEST(WeightFilesErrors, ShardOutsideTheFolder) {
@@ -273,8 +303,9 @@ TEST(SafetensorsErrors, HeaderLengthBeyondTheFile) {
   TempDir dir("safetensors");
   const auto path = dir.path() / "long.safetensors";
   write_raw_safetensors(path, "{}", 8, 1'000'000);
-  EXPECT_TRUE(throws_error([&] { SafetensorsFile file(path); }, ErrorKind::invalid_input,
-                           {"long.safetensors: header length is 1000000 bytes, but only 10 bytes follow"}));
+  EXPECT_TRUE(
+      throws_error([&] { SafetensorsFile file(path); }, ErrorKind::invalid_input,
+                   {"long.safetensors: header length is 1000000 bytes, but only 10 bytes follow"}));
   // The bytes of a Git LFS pointer read as a huge header length.
   testing::write_file(path, "version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 12\n");
   EXPECT_TRUE(throws_error([&] { SafetensorsFile file(path); }, ErrorKind::invalid_input,
@@ -314,10 +345,12 @@ TEST(SafetensorsErrors, UnsupportedDtype) {
 TEST(SafetensorsErrors, MalformedEntries) {
   TempDir dir("safetensors");
   const auto path = dir.path() / "entries.safetensors";
-  write_raw_safetensors(path, R"({"w": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}})", 8);
+  write_raw_safetensors(path, R"({"w": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}})",
+                        8);
   EXPECT_TRUE(throws_error([&] { SafetensorsFile file(path); }, ErrorKind::invalid_input,
                            {"tensor 'w'", "'shape' holds -2"}));
-  write_raw_safetensors(path, R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}})", 8);
+  write_raw_safetensors(path, R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}})",
+                        8);
   EXPECT_TRUE(throws_error([&] { SafetensorsFile file(path); }, ErrorKind::invalid_input,
                            {"tensor 'w'", "'data_offsets' must be [begin, end]"}));
   write_raw_safetensors(path, R"({"w": {"shape": [2], "data_offsets": [0, 8]}})", 8);
@@ -330,7 +363,8 @@ TEST(SafetensorsErrors, HugeSizesDoNotOverflow) {
   const auto path = dir.path() / "huge.safetensors";
   // 2^62 * 4 * 4 bytes wraps around 2^64 to 0, which would match these offsets.
   write_raw_safetensors(
-      path, R"({"w": {"dtype": "F32", "shape": [4611686018427387904, 4], "data_offsets": [0, 0]}})", 8);
+      path, R"({"w": {"dtype": "F32", "shape": [4611686018427387904, 4], "data_offsets": [0, 0]}})",
+      8);
   EXPECT_TRUE(throws_error([&] { SafetensorsFile file(path); }, ErrorKind::invalid_input,
                            {"tensor 'w'", "more bytes than 2^64"}));
   // An end offset near 2^64: the bounds check must not wrap around either.
@@ -352,9 +386,8 @@ TEST(SafetensorsErrors, MisalignedTensor) {
   TempDir dir("safetensors");
   const auto path = dir.path() / "unaligned.safetensors";
   // A 2-byte tensor first puts the F32 one at an odd multiple of 2.
-  const std::string header =
-      R"({"a": {"dtype": "BF16", "shape": [1], "data_offsets": [0, 2]},)"
-      R"( "b": {"dtype": "F32", "shape": [1], "data_offsets": [2, 6]}})";
+  const std::string header = R"({"a": {"dtype": "BF16", "shape": [1], "data_offsets": [0, 2]},)"
+                             R"( "b": {"dtype": "F32", "shape": [1], "data_offsets": [2, 6]}})";
   const std::string padded = header + std::string((8 - header.size() % 8) % 8, ' ');
   write_raw_safetensors(path, padded, 6);
   EXPECT_TRUE(throws_error([&] { SafetensorsFile file(path); }, ErrorKind::unsupported,

@@ -1,0 +1,135 @@
+// `louiskv eval passkey|fidelity|perplexity`: a KV policy measured on the model, with the
+// measures of DESIGN.md section 8.
+#include <cstdio>
+#include <iostream>
+
+#include "cli/command.h"
+#include "runtime/evaluation.h"
+
+namespace louiskv::cli {
+namespace {
+
+ProgressCallback progress_line(const std::string& what) {
+  return [what](int64_t done, int64_t total) {
+    std::fprintf(stderr, "\r[%s] %lld/%lld", what.c_str(), static_cast<long long>(done), static_cast<long long>(total));
+    if (done == total) std::fprintf(stderr, "\n");
+    std::fflush(stderr);
+  };
+}
+
+nlohmann::json fidelity_json(const FidelityReport& report, const KvConfig& kv, bool with_full) {
+  nlohmann::json document = {{"context", report.context},
+                             {"steps", report.steps},
+                             {"perplexity", report.perplexity},
+                             {"attn_recall", report.attn_recall},
+                             {"attn_recall_per_layer", report.attn_recall_per_layer},
+                             {"retrieval_rate", report.kv.retrieval_rate()},
+                             {"h2d_bytes_per_token", report.kv.h2d_bytes_per_token()},
+                             {"kv", kv_stats_json(kv, report.kv)}};
+  if (with_full) {
+    document["kl_to_full"] = report.kl_to_full;
+    document["top1_agreement"] = report.top1_agreement;
+    document["perplexity_full"] = report.perplexity_full;
+  }
+  return document;
+}
+
+}  // namespace
+
+CommandRunner add_eval_command(CLI::App& app) {
+  struct Options {
+    ModelOptions model;
+    KvConfig kv;
+    std::string prompts_file, text_file;
+    double text_from = 0.0;
+    int64_t context = 8192, steps = 256, answer_tokens = 8, limit = 0;
+    bool json = false;
+  };
+  auto options = std::make_shared<Options>();
+  CLI::App* command = app.add_subcommand("eval", "measure a KV policy: passkey, fidelity, perplexity");
+  command->require_subcommand(1);
+  auto common = [&](CLI::App* sub) {
+    options->model.add_to(*sub);
+    add_kv_options(*sub, options->kv);
+    sub->add_flag("--json", options->json, "print one JSON object");
+  };
+  CLI::App* passkey = command->add_subcommand("passkey", "greedy pass-key answers and accuracy");
+  common(passkey);
+  passkey->add_option("--prompts", options->prompts_file, "JSON: [{\"prompt\", \"key\"}, ...] or {\"passkey\": [...]}")
+      ->required();
+  passkey->add_option("--answer-tokens", options->answer_tokens, "tokens generated per answer")->check(CLI::PositiveNumber);
+  passkey->add_option("--limit", options->limit, "evaluate only the first N prompts (0: all)")->check(CLI::NonNegativeNumber);
+  CLI::App* fidelity = command->add_subcommand("fidelity", "teacher-forced decoding beside the full cache");
+  CLI::App* perplexity = command->add_subcommand("perplexity", "perplexity of the continuation under the policy");
+  for (CLI::App* sub : {fidelity, perplexity}) {
+    common(sub);
+    sub->add_option("-f,--file", options->text_file, "text file (plain, or JSON with a \"text\" field)")->required();
+    sub->add_option("--text-from", options->text_from, "skip this share of the text (0.9: its last 10%)");
+    sub->add_option("--context", options->context, "context tokens before the measured steps")->check(CLI::PositiveNumber);
+    sub->add_option("--steps", options->steps, "decode steps measured")->check(CLI::PositiveNumber);
+  }
+
+  return [options, passkey, fidelity, perplexity]() {
+    CLI::App* parsed = passkey->parsed() ? passkey : fidelity->parsed() ? fidelity : perplexity;
+    apply_calibrated_tau(*parsed, options->kv, options->model.engine_options());
+    Engine engine(options->model.engine_options());
+    if (passkey->parsed()) {
+      auto items = load_passkey_items(options->prompts_file);
+      if (options->limit > 0 && size_t(options->limit) < items.size()) items.resize(size_t(options->limit));
+      PasskeyReport report = evaluate_passkey(engine, options->kv, items, options->answer_tokens, progress_line("passkey"));
+      nlohmann::json rows = nlohmann::json::array();
+      for (const auto& item : report.items) {
+        rows.push_back({{"context_tokens", item.context_tokens},
+                        {"key", item.key},
+                        {"answer", item.answer},
+                        {"correct", item.correct},
+                        {"retrieval_rate", item.kv.retrieval_rate()},
+                        {"h2d_bytes_per_token", item.kv.h2d_bytes_per_token()}});
+      }
+      if (options->json) {
+        print_json({{"task", "passkey"},
+                    {"accuracy", report.accuracy},
+                    {"retrieval_rate", report.kv.retrieval_rate()},
+                    {"h2d_bytes_per_token", report.kv.h2d_bytes_per_token()},
+                    {"kv", kv_stats_json(options->kv, report.kv)},
+                    {"items", rows}});
+      } else {
+        for (const auto& item : report.items) {
+          std::printf("%6lld tokens  key %s  answer %-12s %s\n", static_cast<long long>(item.context_tokens), item.key.c_str(),
+                      nlohmann::json(item.answer).dump().c_str(), item.correct ? "correct" : "WRONG");
+        }
+        std::printf("%s at budget %lld: accuracy %.3f, retrieval_rate %.3f, h2d_bytes_per_token %.0f\n",
+                    options->kv.policy.c_str(), static_cast<long long>(options->kv.budget), report.accuracy,
+                    report.kv.retrieval_rate(), report.kv.h2d_bytes_per_token());
+      }
+      return 0;
+    }
+    const bool with_full = fidelity->parsed();
+    const std::string text = load_evaluation_text(options->text_file, options->text_from);
+    const auto tokens = engine.tokenizer().encode(text, true);
+    FidelityReport report = evaluate_teacher_forced(engine, options->kv, tokens, options->context, options->steps, with_full,
+                                                    progress_line(with_full ? "fidelity" : "perplexity"));
+    nlohmann::json document = fidelity_json(report, options->kv, with_full);
+    document["task"] = with_full ? "fidelity" : "perplexity";
+    if (options->json) {
+      print_json(document);
+    } else {
+      std::printf("%s at budget %lld, context %lld, %lld steps:\n", options->kv.policy.c_str(),
+                  static_cast<long long>(options->kv.budget), static_cast<long long>(report.context),
+                  static_cast<long long>(report.steps));
+      if (with_full) {
+        std::printf("  kl_to_full %.5f  top1_agreement %.4f  perplexity %.3f (full %.3f)\n", report.kl_to_full,
+                    report.top1_agreement, report.perplexity, report.perplexity_full);
+      } else {
+        std::printf("  perplexity %.3f\n", report.perplexity);
+      }
+      std::printf("  attn_recall %.4f  retrieval_rate %.4f  h2d_bytes_per_token %.0f\n  attn_recall per layer:", report.attn_recall,
+                  report.kv.retrieval_rate(), report.kv.h2d_bytes_per_token());
+      for (double value : report.attn_recall_per_layer) std::printf(" %.4f", value);
+      std::printf("\n");
+    }
+    return 0;
+  };
+}
+
+}  // namespace louiskv::cli
