@@ -41,10 +41,10 @@ TEST(Sampler, SameSeedSameDrawsAndFrequenciesFollowTheSoftmax) {
 TEST(Sampler, TopPAndMinPCutTheTail) {
   std::vector<float> logits = {std::log(0.6f), std::log(0.3f), std::log(0.1f)};
   Sampler top_p(SamplingConfig{.temperature = 1.0f, .top_k = 0, .top_p = 0.85f, .min_p = 0.0f, .seed = 1});
-  Sampler min_p(SamplingConfig{.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.4f, .seed = 1});
+  Sampler min_p(SamplingConfig{.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.6f, .seed = 1});
   for (int i = 0; i < 2000; ++i) {
     EXPECT_NE(top_p.sample(logits, {}), 2);  // 0.6 + 0.3 reaches 0.85: token 2 is cut
-    EXPECT_EQ(min_p.sample(logits, {}), 0);  // 0.3 < 0.4 * 0.6: only token 0 survives
+    EXPECT_EQ(min_p.sample(logits, {}), 0);  // 0.3 < 0.6 * 0.6: only token 0 survives
   }
 }
 
