@@ -2,6 +2,7 @@
 // it may see, masked, softmax, then times V), decode as an online softmax over the spans of each
 // (sequence, KV head), all query heads of the group reading the same keys.
 #include <cblas.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -26,35 +27,38 @@ void CpuBackend::attention_prefill(TensorView out, TensorView q, TensorView k, T
   const int64_t kv_heads = k.dim(0), capacity = k.dim(1), group = heads / kv_heads;
   cpu::require(first_position + tokens <= capacity, "attention_prefill", "keys beyond the cache capacity");
 
-  std::vector<float> scores(size_t(query_block * (first_position + tokens)));
-  for (int64_t h = 0; h < heads; ++h) {
+  // Work items are (head, block of queries); each thread keeps its scores in its own scratch and
+  // runs single-threaded sgemms, so heads and blocks proceed in parallel.
+  const int64_t blocks = (tokens + query_block - 1) / query_block;
+#pragma omp parallel for num_threads(threads_) schedule(dynamic)
+  for (int64_t item = 0; item < heads * blocks; ++item) {
+    const int64_t h = item / blocks, block = (item % blocks) * query_block;
     const float* keys = k.as<const float>() + (h / group) * capacity * dim;
     const float* values = v.as<const float>() + (h / group) * capacity * dim;
-    for (int64_t block = 0; block < tokens; block += query_block) {
-      const int64_t rows = std::min(query_block, tokens - block);
-      const int64_t visible = first_position + block + rows;  // keys the last query of the block sees
-      const float* queries = q.as<const float>() + (block * heads + h) * dim;
-      float* output = out.as<float>() + (block * heads + h) * dim;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(visible), int(dim), scale, queries,
-                  int(heads * dim), keys, int(dim), 0.0f, scores.data(), int(visible));
-#pragma omp parallel for num_threads(threads_)
-      for (int64_t r = 0; r < rows; ++r) {
-        float* row = scores.data() + r * visible;
-        const int64_t seen = first_position + block + r + 1;
-        float maximum = -std::numeric_limits<float>::infinity();
-        for (int64_t j = 0; j < seen; ++j) maximum = std::max(maximum, row[j]);
-        float sum = 0.0f;
-        for (int64_t j = 0; j < seen; ++j) {
-          row[j] = std::exp(row[j] - maximum);
-          sum += row[j];
-        }
-        const float inverse = 1.0f / sum;
-        for (int64_t j = 0; j < seen; ++j) row[j] *= inverse;
-        for (int64_t j = seen; j < visible; ++j) row[j] = 0.0f;
+    const int64_t rows = std::min(query_block, tokens - block);
+    const int64_t visible = first_position + block + rows;  // keys the last query of the block sees
+    float* scores = thread_scratch(omp_get_thread_num(), size_t(rows * visible));
+    const float* queries = q.as<const float>() + (block * heads + h) * dim;
+    float* output = out.as<float>() + (block * heads + h) * dim;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(visible), int(dim), scale, queries,
+                int(heads * dim), keys, int(dim), 0.0f, scores, int(visible));
+    for (int64_t r = 0; r < rows; ++r) {
+      float* row = scores + r * visible;
+      const int64_t seen = first_position + block + r + 1;
+      float maximum = -std::numeric_limits<float>::infinity();
+      for (int64_t j = 0; j < seen; ++j) maximum = std::max(maximum, row[j]);
+      float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t j = 0; j < seen; ++j) {
+        row[j] = std::exp(row[j] - maximum);
+        sum += row[j];
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(dim), int(visible), 1.0f, scores.data(),
-                  int(visible), values, int(dim), 0.0f, output, int(heads * dim));
+      const float inverse = 1.0f / sum;
+      for (int64_t j = 0; j < seen; ++j) row[j] *= inverse;
+      for (int64_t j = seen; j < visible; ++j) row[j] = 0.0f;
     }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(dim), int(visible), 1.0f, scores, int(visible),
+                values, int(dim), 0.0f, output, int(heads * dim));
   }
 }
 
@@ -72,7 +76,8 @@ void CpuBackend::attention_decode(TensorView out, TensorView q, const AttendedSp
     cpu::require(lse->numel() == batch * heads, "attention_decode", "lse " + lse->describe());
   }
 
-#pragma omp parallel for num_threads(threads_) schedule(dynamic)
+  const int64_t attended = int64_t(spans.spans.empty() ? 0 : spans.tokens_in_row(0));
+#pragma omp parallel for num_threads(threads_) schedule(dynamic) if (batch * kv_heads * attended * heads / kv_heads >= 65536)
   for (int64_t row = 0; row < batch * kv_heads; ++row) {
     const int64_t b = row / kv_heads, kv_head = row % kv_heads;
     std::vector<float> maximum(size_t(group), -std::numeric_limits<float>::infinity());
@@ -86,6 +91,7 @@ void CpuBackend::attention_decode(TensorView out, TensorView q, const AttendedSp
         for (int64_t g = 0; g < group; ++g) {
           const float* query = q.as<const float>() + (b * heads + kv_head * group + g) * dim;
           float score = 0.0f;
+#pragma omp simd reduction(+ : score)
           for (int64_t i = 0; i < dim; ++i) score += query[i] * keys[t * dim + i];
           score *= scale;
           float* acc = accumulator.data() + g * dim;

@@ -1,5 +1,6 @@
 #include "backend/cpu/cpu_backend.h"
 
+#include <cblas.h>
 #include <omp.h>
 
 #include <cstdlib>
@@ -10,7 +11,19 @@
 
 namespace louiskv {
 
-CpuBackend::CpuBackend(int threads) : threads_(threads > 0 ? threads : omp_get_max_threads()) {}
+CpuBackend::CpuBackend(int threads)
+    : threads_(threads > 0 ? threads : omp_get_max_threads()), scratch_(static_cast<size_t>(threads_)) {
+  // One thread pool: the ops split work across OpenMP threads and call OpenBLAS from each of
+  // them, so OpenBLAS must not start threads of its own. Two pools spinning on the same cores
+  // cost more than either saves.
+  openblas_set_num_threads(1);
+}
+
+float* CpuBackend::thread_scratch(int thread, size_t floats) {
+  auto& scratch = scratch_[static_cast<size_t>(thread)];
+  if (scratch.size() < floats) scratch.resize(floats);
+  return scratch.data();
+}
 
 std::string CpuBackend::description() const {
   return "cpu (" + std::to_string(threads_) + " threads, fp32 activations and KV)";

@@ -2,6 +2,8 @@
 // independent loop, OpenBLAS for the prefill GEMMs. Every other backend is tested against it.
 #pragma once
 
+#include <vector>
+
 #include "backend/backend.h"
 
 namespace louiskv {
@@ -36,7 +38,12 @@ class CpuBackend final : public Backend {
                         TensorView* lse) override;
 
  private:
+  // Per-thread working memory of the ops (weight panels, attention scores), kept between calls so
+  // that prefill does not map and fault fresh pages for every chunk.
+  float* thread_scratch(int thread, size_t floats);
+
   int threads_;
+  std::vector<std::vector<float>> scratch_;
 };
 
 }  // namespace louiskv

@@ -46,6 +46,7 @@ void CpuBackend::rms_norm(TensorView out, TensorView in, TensorView weight, floa
     const float* x = in.as<const float>() + r * width;
     float* y = out.as<float>() + r * width;
     float sum_squares = 0.0f;
+#pragma omp simd reduction(+ : sum_squares)
     for (int64_t i = 0; i < width; ++i) sum_squares += x[i] * x[i];
     const float inverse_rms = 1.0f / std::sqrt(sum_squares / float(width) + eps);
     for (int64_t i = 0; i < width; ++i) y[i] = gamma[i] * (x[i] * inverse_rms);
@@ -60,13 +61,15 @@ void CpuBackend::rope(TensorView x, TensorView positions, TensorView inv_freq) {
                    inv_freq.numel() * 2 == x.dim(2),
                "rope", "x " + x.describe() + ", positions " + positions.describe() + ", inv_freq " + inv_freq.describe());
   const int64_t tokens = x.dim(0), heads = x.dim(1), dim = x.dim(2), half = dim / 2;
+  constexpr int64_t max_rope_pairs = 512;
+  cpu::require(half <= max_rope_pairs, "rope", "head_dim above 1024");
   const auto* position = positions.as<const int32_t>();
   const auto* frequency = inv_freq.as<const float>();
 #pragma omp parallel for num_threads(threads_) if (tokens > 4)
   for (int64_t t = 0; t < tokens; ++t) {
     // The angle is a float product, as transformers computes it, so that long positions round
     // the same way the reference does.
-    std::vector<float> cosines(static_cast<size_t>(half)), sines(static_cast<size_t>(half));
+    float cosines[max_rope_pairs], sines[max_rope_pairs];
     for (int64_t i = 0; i < half; ++i) {
       const float angle = float(position[t]) * frequency[i];
       cosines[i] = std::cos(angle);
