@@ -117,6 +117,42 @@ TEST(Cli, InspectDescribesTheModel) {
   EXPECT_EQ(document["tensor_dtypes"]["bf16"], 74);
 }
 
+TEST(Cli, DemoPrintsOneRowPerPolicyWithTheDocumentedMeasures) {
+  Outcome outcome = run_louiskv("demo --device cpu " + model_arg() +
+                                    " --policies full streaming louiskv --lengths 300 --prompts-per-length 1"
+                                    " --fidelity-context 200 --fidelity-steps 4 --budget 96 --json",
+                                false);
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.output;
+  auto document = nlohmann::json::parse(outcome.output);
+  ASSERT_EQ(document["policies"].size(), 3u);
+  EXPECT_EQ(document["policies"][0]["policy"], "full");
+  // The full cache is its own reference: complete agreement and recall, nothing retrieved.
+  EXPECT_EQ(document["policies"][0]["top1_agreement"], 1.0);
+  EXPECT_EQ(document["policies"][0]["attn_recall"], 1.0);
+  EXPECT_EQ(document["policies"][0]["h2d_bytes_per_token"], 0.0);
+  // StreamingLLM attends a 96-token window of a 200-token context: recall must fall below 1.
+  EXPECT_LT(document["policies"][1]["attn_recall"].get<double>(), 1.0);
+  for (const auto& row : document["policies"]) {
+    for (const char* field : {"accuracy", "top1_agreement", "kl_to_full", "retrieval_rate", "h2d_bytes_per_token"}) {
+      EXPECT_TRUE(row[field].is_number()) << row["policy"] << " " << field;
+    }
+  }
+}
+
+TEST(Cli, EvalPasskeyReportsAccuracyAndPerItemAnswers) {
+  LOUISKV_REQUIRE_SHARED();
+  const auto refs = (*testing::shared_dir() / "refs" / "tiny-llama-14m.json").string();
+  Outcome outcome = run_louiskv("eval passkey --device cpu " + model_arg() + " --prompts " + refs + " --limit 1 --json", false);
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.output;
+  auto document = nlohmann::json::parse(outcome.output);
+  ASSERT_EQ(document["items"].size(), 1u);
+  const auto& reference = testing::tiny_llama_reference()["passkey"][0];
+  EXPECT_EQ(document["items"][0]["key"], reference["key"]);
+  EXPECT_EQ(document["items"][0]["answer"].get<std::string>().substr(0, 7), reference["full_attention_answer"]);
+  EXPECT_EQ(document["accuracy"], 1.0);
+  EXPECT_TRUE(document["retrieval_rate"].is_number());
+}
+
 struct BadInputCase {
   std::string name;
   std::string config;     // replaces config.json when not empty
@@ -144,13 +180,18 @@ TEST(Cli, EachBadInputGivesOneClearErrorAndANonZeroExit) {
       {"unknown policy", "", "run -m MODEL -p hi --kv nonsense", 2, "--kv"},
       {"unknown flag", "", "run -m MODEL -p hi --frobnicate", 2, "frobnicate"},
       {"missing prompt file", "", "run -m MODEL -f /nonexistent/prompt.txt", 3, "/nonexistent/prompt.txt"},
+      {"pass-key file without prompts", "", "eval passkey -m MODEL --prompts MODEL/config.json", 2, "passkey"},
+      {"fidelity text too short", "", "eval fidelity --device cpu -m MODEL -f MODEL/README.md --context 10000",
+       2, "--context"},
   };
   for (const auto& test_case : cases) {
     SCOPED_TRACE(test_case.name);
     testing::TempDir dir("cli-bad-input");
     std::string arguments = test_case.arguments;
     const fs::path model = test_case.config.empty() ? testing::bundled_model_dir() : model_with_config(dir, test_case.config);
-    if (auto at = arguments.find("MODEL"); at != std::string::npos) arguments.replace(at, 5, model.string());
+    for (auto at = arguments.find("MODEL"); at != std::string::npos; at = arguments.find("MODEL")) {
+      arguments.replace(at, 5, model.string());
+    }
     Outcome outcome = run_louiskv(arguments);
     EXPECT_EQ(outcome.exit_code, test_case.exit_code) << outcome.output;
     EXPECT_NE(outcome.output.find(test_case.message), std::string::npos) << outcome.output;
