@@ -348,6 +348,11 @@ ModelConfig parse_model_config(const nlohmann::json& document, const std::string
 }
 
 ModelConfig load_model_config(const std::filesystem::path& model_dir) {
+  std::error_code not_a_file;
+  if (std::filesystem::is_regular_file(model_dir, not_a_file)) {
+    // A config file named directly (shapes for --random-weights): no generation config beside it.
+    return parse_model_config(read_json_file(model_dir), model_dir.string());
+  }
   const auto config_path = model_dir / config_file_name;
   ModelConfig config = parse_model_config(read_json_file(config_path), config_path.string());
 

@@ -57,7 +57,7 @@ struct ModelConfig {
 ModelConfig parse_model_config(const nlohmann::json& document, const std::string& source);
 
 // Reads DIR/config.json and, when present, DIR/generation_config.json (its eos_token_id is
-// added to the config's stop ids).
+// added to the config's stop ids). A path to a file is read as the config.json itself.
 ModelConfig load_model_config(const std::filesystem::path& model_dir);
 
 // The inverse RoPE frequencies [head_dim / 2], computed in fp32 as transformers does, with the

@@ -36,7 +36,7 @@ Engine::Engine(const EngineOptions& options) : model_dir_(options.model_dir) {
     model_ = Model::load(options.model_dir, *backend_);
   }
   const auto tokenizer_path = options.model_dir / "tokenizer.json";
-  if (std::filesystem::exists(tokenizer_path)) tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(tokenizer_path));
+  if (std::filesystem::is_directory(options.model_dir) && std::filesystem::exists(tokenizer_path)) tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(tokenizer_path));
   decoder_ = std::make_unique<Decoder>(*model_, *backend_, options.max_batch, options.prefill_chunk);
 }
 
