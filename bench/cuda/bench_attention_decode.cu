@@ -86,7 +86,8 @@ Result run(const DecodeShape& s, int multiprocessors, bool sweep_chunks = false)
 
   // The kernels alone, on a plan uploaded once: one call per event pair, and 20 back to back.
   kernels::DecodePlanUploader uploader;
-  auto time_kernels = [&](int chunk_tokens, bool merge_in_kernel, bool back_to_back, kernels::DecodeSplit* split) {
+  auto time_kernels = [&](int chunk_tokens, bool merge_in_kernel, bool back_to_back, kernels::DecodeSplit* split,
+                          bool overlap = true) {
     kernels::DecodePlan plan = uploader.upload(spans, s.batch, s.kv_heads, s.query_heads, s.head_dim, multiprocessors,
                                                stream, chunk_tokens);
     kernels::DecodeAttentionParams params;
@@ -101,6 +102,7 @@ Result run(const DecodeShape& s, int multiprocessors, bool sweep_chunks = false)
     params.workspace = plan.workspace;
     params.workspace_bytes = plan.workspace_bytes;
     params.merge_in_kernel = merge_in_kernel;
+    params.overlap_previous_kernel = overlap;
     auto call = [&](int) { kernels::launch_attention_decode(params, stream); };
     double ms = back_to_back ? median_ms_back_to_back(stream, 2, 15, 20, call) : median_ms(stream, 5, runs, call);
     uploader.release(plan, stream);
@@ -114,15 +116,20 @@ Result run(const DecodeShape& s, int multiprocessors, bool sweep_chunks = false)
   result.kernels_gbps = time_kernels(0, false, false, &split);
   result.back_to_back_gbps = time_kernels(0, false, true, nullptr);
   double in_kernel_merge_gbps = time_kernels(0, true, true, nullptr);
-  std::printf("  B=%-3lld heads %lld/%lld D=%lld budget %-5lld %-14s KV %6.1f MB  split %2d x %3d  GB/s: whole op %7.1f"
-              "  kernels %7.1f  back to back %7.1f (merge in kernel: %7.1f)\n",
+  double no_overlap_gbps = time_kernels(0, false, true, nullptr, false);
+  std::printf("  B=%-3lld heads %lld/%lld D=%lld budget %-5lld %-14s KV %6.1f MB  chunks %3d x %4d on %4d blocks  GB/s:"
+              " whole op %7.1f  kernels %7.1f  back to back %7.1f (merge in kernel %7.1f, no overlap %7.1f)\n",
               (long long)s.batch, (long long)s.query_heads, (long long)s.kv_heads, (long long)s.head_dim,
               (long long)s.budget, s.unit_tokens ? ("units of " + std::to_string(s.unit_tokens)).c_str() : "one span/row",
-              kv_bytes / 1e6, split.splits, split.chunk_tokens, result.whole_op_gbps, result.kernels_gbps,
-              result.back_to_back_gbps, in_kernel_merge_gbps);
+              kv_bytes / 1e6, split.splits, split.chunk_tokens, split.concurrent_blocks, result.whole_op_gbps,
+              result.kernels_gbps, result.back_to_back_gbps, in_kernel_merge_gbps, no_overlap_gbps);
   if (sweep_chunks) {
-    std::printf("    chunk sweep, back to back GB/s:");
-    for (int chunk : {64, 128, 192, 256, 352, 512}) std::printf("  %d: %.1f", chunk, time_kernels(chunk, false, true, nullptr));
+    // Chunk per warp; a block takes 4 chunks of a row, so 512 tokens is one block per row here.
+    std::printf("    chunk sweep, back to back GB/s (merge kernel / in kernel):");
+    for (int chunk : {64, 128, 256, 512, 1024}) {
+      std::printf("  %d: %.1f / %.1f", chunk, time_kernels(chunk, false, true, nullptr),
+                  time_kernels(chunk, true, true, nullptr));
+    }
     std::printf("\n");
   }
   LOUISKV_CUDA_CHECK(cudaStreamDestroy(stream));
@@ -151,11 +158,11 @@ int main() {
   std::printf("sparse decode attention (KV bytes read / time):\n");
   Result main_case = run({32, 32, 8, 128, 2048, 16}, properties.multiProcessorCount, true);
   run({32, 32, 8, 128, 2048, 0}, properties.multiProcessorCount);
-  run({8, 32, 8, 128, 2048, 16}, properties.multiProcessorCount);
+  run({8, 32, 8, 128, 2048, 16}, properties.multiProcessorCount, true);
   run({1, 32, 8, 128, 2048, 16}, properties.multiProcessorCount);
   run({32, 32, 8, 128, 8192, 16}, properties.multiProcessorCount);
-  run({32, 28, 4, 128, 2048, 16}, properties.multiProcessorCount);
-  run({32, 16, 8, 64, 2048, 16}, properties.multiProcessorCount);
+  run({32, 28, 4, 128, 2048, 16}, properties.multiProcessorCount, true);
+  run({32, 16, 8, 64, 2048, 16}, properties.multiProcessorCount, true);
   print_summary("decode attn B=32 budget 2048 back to back", main_case.back_to_back_gbps, "GB/s", copy_gbps, 70);
   print_summary("decode attn B=32 budget 2048 one call", main_case.kernels_gbps, "GB/s", copy_gbps, 70);
   print_summary("decode attn B=32 budget 2048 whole op", main_case.whole_op_gbps, "GB/s", copy_gbps, 70);

@@ -15,7 +15,9 @@ namespace {
 
 struct PrefillShape {
   int64_t tokens, query_heads, kv_heads, head_dim;
-  int warps;  // per block, 16 queries each
+  int warps;             // per block
+  int lookahead;         // the next tile's scores before this tile's softmax (1) or after (0)
+  int queries_per_warp;  // 16, or 32 (D = 64, no lookahead)
 };
 
 double run(const PrefillShape& s, cudaStream_t stream) {
@@ -33,12 +35,15 @@ double run(const PrefillShape& s, cudaStream_t stream) {
   params.first_position = 0;
   params.scale = 1.0f / std::sqrt(float(s.head_dim));
   params.warps = s.warps;
+  params.score_lookahead = s.lookahead;
+  params.queries_per_warp = s.queries_per_warp;
   const int runs = s.tokens >= 16384 ? 5 : 20;
   double ms = median_ms(stream, 2, runs, [&](int) { kernels::launch_attention_prefill(params, stream); });
   double flops = 4.0 * double(s.head_dim) * double(s.query_heads) * double(s.tokens) * double(s.tokens + 1) / 2.0;
   double tflops = flops / (ms * 1e-3) / 1e12;
-  std::printf("  T=%-6lld heads %lld/%lld D=%-3lld %d warps  %9.2f ms  %7.1f TFLOP/s\n", (long long)s.tokens,
-              (long long)s.query_heads, (long long)s.kv_heads, (long long)s.head_dim, s.warps, ms, tflops);
+  std::printf("  T=%-6lld heads %lld/%lld D=%-3lld %d warps lookahead %d queries/warp %d  %9.2f ms  %7.1f TFLOP/s\n",
+              (long long)s.tokens, (long long)s.query_heads, (long long)s.kv_heads, (long long)s.head_dim, s.warps,
+              s.lookahead, s.queries_per_warp, ms, tflops);
   return tflops;
 }
 
@@ -59,19 +64,35 @@ int main() {
   std::printf("ceiling: cuBLAS bf16 GEMM 8192^3 %.1f TFLOP/s\n", gemm_tflops);
   std::printf("flash prefill attention (causal, from position 0):\n");
   double best_128 = 0.0, best_64 = 0.0;
-  int best_128_warps = 0, best_64_warps = 0;
-  for (int warps : {4, 8}) {
-    run({4096, 32, 8, 128, warps}, stream);
-    run({8192, 32, 8, 128, warps}, stream);
-    double d128 = run({32768, 32, 8, 128, warps}, stream);
-    double d64 = run({32768, 32, 8, 64, warps}, stream);
-    if (d128 > best_128) best_128 = d128, best_128_warps = warps;
-    if (d64 > best_64) best_64 = d64, best_64_warps = warps;
+  std::string best_128_shape, best_64_shape;
+  auto shape_name = [](int warps, int lookahead, int queries_per_warp) {
+    return std::to_string(warps) + "w la" + std::to_string(lookahead) + " q" + std::to_string(queries_per_warp);
+  };
+  for (int lookahead : {0, 1}) {
+    for (int warps : {4, 8}) {
+      run({4096, 32, 8, 128, warps, lookahead, 16}, stream);
+      run({8192, 32, 8, 128, warps, lookahead, 16}, stream);
+      run({8192, 32, 8, 64, warps, lookahead, 16}, stream);
+      double d128 = run({32768, 32, 8, 128, warps, lookahead, 16}, stream);
+      double d64 = run({32768, 32, 8, 64, warps, lookahead, 16}, stream);
+      if (d128 > best_128) best_128 = d128, best_128_shape = shape_name(warps, lookahead, 16);
+      if (d64 > best_64) best_64 = d64, best_64_shape = shape_name(warps, lookahead, 16);
+    }
   }
-  print_summary("prefill attn T=32768 D=128 32/8 " + std::to_string(best_128_warps) + " warps", best_128, "TFLOP/s",
-                gemm_tflops, 40);
-  print_summary("prefill attn T=32768 D=64 32/8 " + std::to_string(best_64_warps) + " warps", best_64, "TFLOP/s",
-                gemm_tflops, 40);
+  for (int warps : {4, 8}) {
+    run({4096, 32, 8, 64, warps, 0, 32}, stream);
+    run({8192, 32, 8, 64, warps, 0, 32}, stream);
+    double d64 = run({32768, 32, 8, 64, warps, 0, 32}, stream);
+    if (d64 > best_64) best_64 = d64, best_64_shape = shape_name(warps, 0, 32);
+  }
+  // The defaults, as the backend runs them.
+  double default_128 = run({32768, 32, 8, 128, 0, -1, 0}, stream);
+  double default_64 = run({32768, 32, 8, 64, 0, -1, 0}, stream);
+  std::printf("ceiling again after the runs: %.1f TFLOP/s\n", measure_gemm_ceiling_tflops(stream));
+  print_summary("prefill attn T=32768 D=128 32/8 default", default_128, "TFLOP/s", gemm_tflops, 40);
+  print_summary("prefill attn T=32768 D=64 32/8 default", default_64, "TFLOP/s", gemm_tflops, 40);
+  print_summary("prefill attn T=32768 D=128 best: " + best_128_shape, best_128, "TFLOP/s", gemm_tflops, 40);
+  print_summary("prefill attn T=32768 D=64 best: " + best_64_shape, best_64, "TFLOP/s", gemm_tflops, 40);
   LOUISKV_CUDA_CHECK(cudaStreamDestroy(stream));
   return 0;
 }

@@ -64,8 +64,13 @@ TEST(CudaParity, AttentionPrefill) {
     expect_close(read_values(*backends.gpu, gpu_out.view), expected, 1e-2, what);
     expect_guard_intact(*backends.gpu, gpu_out, what);
 
-    // Both block shapes of the kernel (4 and 8 warps), whichever the backend defaults to.
-    for (int warps : {4, 8}) {
+    // Both block shapes of the kernel (4 and 8 warps), both orders of its steps (the next
+    // tile's scores before or after this tile's softmax), and at D = 64 warps of 32 queries,
+    // whichever the backend defaults to.
+    for (int variant = 0; variant < (c.head_dim == 64 ? 6 : 4); ++variant) {
+      const int warps = variant % 2 == 0 ? 4 : 8;
+      const int lookahead = variant / 2 == 1 ? 1 : 0;
+      const int queries_per_warp = variant / 2 == 2 ? 32 : 16;
       auto variant_out = make_output(*backends.gpu, DType::bf16, {c.tokens, c.query_heads, c.head_dim});
       kernels::PrefillAttentionParams params;
       params.out = variant_out.view;
@@ -75,11 +80,14 @@ TEST(CudaParity, AttentionPrefill) {
       params.first_position = c.first;
       params.scale = scale;
       params.warps = warps;
+      params.score_lookahead = lookahead;
+      params.queries_per_warp = queries_per_warp;
       kernels::launch_attention_prefill(params, nullptr);  // legacy stream: ordered with the copies
       ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-      std::string variant = what + " warps=" + std::to_string(warps);
-      expect_close(read_values(*backends.gpu, variant_out.view), expected, 1e-2, variant);
-      expect_guard_intact(*backends.gpu, variant_out, variant);
+      std::string name = what + " warps=" + std::to_string(warps) + " lookahead=" + std::to_string(lookahead) +
+                         " queries/warp=" + std::to_string(queries_per_warp);
+      expect_close(read_values(*backends.gpu, variant_out.view), expected, 1e-2, name);
+      expect_guard_intact(*backends.gpu, variant_out, name);
     }
   }
 }

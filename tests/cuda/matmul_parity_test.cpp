@@ -1,31 +1,43 @@
-// Parity of the cuBLAS projections with the CPU reference: weights of every file dtype go
-// through prepare_weight (upload, conversion to bf16) first, as the model loader does; the CPU
-// gets the same bf16-rounded weights, so the bound measures the GEMM alone.
+// Parity of the projections (cuBLAS, and the weight-streaming kernel for decode sizes) with the
+// CPU reference: weights of every file dtype go through prepare_weight (upload, conversion to
+// bf16) first, as the model loader does; the CPU gets the same bf16-rounded weights, so the
+// bound measures the GEMM alone.
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backend/cuda/matmul.h"
+#include "backend/cuda/matmul_weight_streaming.h"
 #include "cuda/parity_harness.h"
 
 namespace louiskv::testing {
 namespace {
 
+// A cuBLAS handle of the test's own, for running the cuBLAS path directly.
+struct CublasHandle {
+  cublasHandle_t handle = nullptr;
+  CublasHandle() { EXPECT_EQ(cublasCreate(&handle), CUBLAS_STATUS_SUCCESS); }
+  ~CublasHandle() {
+    if (handle) cublasDestroy(handle);
+  }
+  CublasHandle(const CublasHandle&) = delete;
+  CublasHandle& operator=(const CublasHandle&) = delete;
+};
+
 TEST(CudaParity, Matmul) {
   LOUISKV_REQUIRE_CUDA();
   BackendPair backends;
+  CublasHandle cublas;
   Random random;
   SCOPED_TRACE(seed_note(random));
-  // One workspace for every streaming product, grown when a product needs more (zeroed then).
-  Buffer streaming_workspace;
-  int64_t streaming_workspace_bytes = 0;
   struct Case {
     int64_t tokens, inner, columns;
     DType weight;  // dtype in the "file"
     DType out;
     bool bias;
   };
-  // cuBLAS through the backend; the weight-streaming kernel too where it applies (up to 32 rows,
-  // K a multiple of 32), splitting K where the grid is small.
+  // The backend's automatic path; then cuBLAS and the weight-streaming kernel where it applies
+  // (up to 32 rows, K a multiple of 32) under several block shapes and K splits.
   for (Case c : {Case{1, 64, 96, DType::bf16, DType::bf16, false}, Case{7, 100, 36, DType::f32, DType::f32, true},
                  Case{129, 4096, 1024, DType::bf16, DType::bf16, true}, Case{3, 4096, 6144, DType::f16, DType::bf16, false},
                  Case{17, 896, 4864, DType::bf16, DType::f32, false}, Case{1, 2048, 32000, DType::f32, DType::f32, false},
@@ -72,33 +84,62 @@ TEST(CudaParity, Matmul) {
     expect_close(read_values(*backends.gpu, gpu_out.view), expected, bound, what);
     expect_guard_intact(*backends.gpu, gpu_out, what);
 
-    // The weight-streaming kernel, where it applies, on the same product (twice: its split-K
-    // counters must be left at zero for the next product, here and across cases).
-    if (c.tokens <= 32 && c.inner % 32 == 0) {
-      cudaDeviceProp properties{};
-      ASSERT_EQ(cudaGetDeviceProperties(&properties, 0), cudaSuccess);
-      kernels::MatmulParams params;
-      params.in = gpu_in.view;
-      params.weight = gpu_weight;
-      params.bias = c.bias ? gpu_bias : TensorView{};
-      params.multiprocessors = properties.multiProcessorCount;
-      params.path = kernels::MatmulPath::weight_streaming;
-      int64_t bytes = kernels::matmul_workspace_bytes(gpu_in.view, gpu_weight, params.multiprocessors);
-      if (bytes > streaming_workspace_bytes) {
-        streaming_workspace = backends.gpu->allocate(size_t(bytes));
-        ASSERT_EQ(cudaMemset(streaming_workspace.data(), 0, size_t(bytes)), cudaSuccess);
-        streaming_workspace_bytes = bytes;
+    cudaDeviceProp properties{};
+    ASSERT_EQ(cudaGetDeviceProperties(&properties, 0), cudaSuccess);
+    kernels::MatmulParams params;
+    params.in = gpu_in.view;
+    params.weight = gpu_weight;
+    params.bias = c.bias ? gpu_bias : TensorView{};
+    params.multiprocessors = properties.multiProcessorCount;
+    {
+      params.path = kernels::MatmulPath::cublas;
+      auto cublas_out = make_output(*backends.gpu, c.out, {c.tokens, c.columns});
+      params.out = cublas_out.view;
+      kernels::launch_matmul(params, cublas.handle, nullptr);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      expect_close(read_values(*backends.gpu, cublas_out.view), expected, bound, what + " cuBLAS");
+      expect_guard_intact(*backends.gpu, cublas_out, what + " cuBLAS");
+    }
+    if (kernels::weight_streaming_applies(gpu_in.view, gpu_weight)) {
+      // The automatic plan and hand-picked ones: each block shape and unroll, K split over 1 to 8
+      // blocks of a cluster (3 leaves a ragged last slice), each run twice for the same bits.
+      std::vector<std::pair<std::string, kernels::WeightStreamingPlan>> plans = {
+          {"auto", kernels::plan_weight_streaming(c.tokens, c.inner, c.columns, params.multiprocessors)},
+          {"m1 u2 s1", kernels::plan_weight_streaming(c.inner, 1, 2, 1)},
+          {"m2 u4 s8", kernels::plan_weight_streaming(c.inner, 2, 4, 8)},
+          {"m1 u4 s3", kernels::plan_weight_streaming(c.inner, 1, 4, 3)},
+          {"m2 u2 s2", kernels::plan_weight_streaming(c.inner, 2, 2, 2)},
+          {"m2 u2 s8 staged", kernels::plan_weight_streaming(c.inner, 2, 2, 8, true)},
+          {"m1 u4 s3 staged", kernels::plan_weight_streaming(c.inner, 1, 4, 3, true)},
+          {"m2 u4 s1 staged", kernels::plan_weight_streaming(c.inner, 2, 4, 1, true)}};
+      // Both ways of launching (overlapping the previous kernel or not) on two of the plans.
+      for (int i : {0, 1}) {
+        kernels::WeightStreamingPlan other = plans[size_t(i)].second;
+        const bool early = other.overlap == kernels::WeightStreamingOverlap::early;
+        other.overlap = early ? kernels::WeightStreamingOverlap::none : kernels::WeightStreamingOverlap::early;
+        plans.push_back({plans[size_t(i)].first + (early ? ", no overlap" : ", overlapping the previous kernel"), other});
       }
-      params.workspace = streaming_workspace.data();
-      params.workspace_bytes = streaming_workspace_bytes;
-      for (int run = 0; run < 2; ++run) {
-        auto streaming_out = make_output(*backends.gpu, c.out, {c.tokens, c.columns});
-        params.out = streaming_out.view;
-        kernels::launch_matmul(params, nullptr, nullptr);  // legacy stream: ordered with the copies
-        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-        std::string variant = what + " weight streaming run " + std::to_string(run + 1);
-        expect_close(read_values(*backends.gpu, streaming_out.view), expected, bound, variant);
-        expect_guard_intact(*backends.gpu, streaming_out, variant);
+      for (const auto& [name, plan] : plans) {
+        if (kernels::weight_streaming_staged_bytes(c.tokens, plan) > kernels::weight_streaming_max_staged_bytes) continue;
+        kernels::WeightStreamingParams streaming;
+        streaming.in = gpu_in.view;
+        streaming.weight = gpu_weight;
+        streaming.bias = c.bias ? gpu_bias : TensorView{};
+        streaming.plan = plan;
+        std::vector<float> first;
+        for (int run = 0; run < 2; ++run) {
+          auto streaming_out = make_output(*backends.gpu, c.out, {c.tokens, c.columns});
+          streaming.out = streaming_out.view;
+          kernels::launch_matmul_weight_streaming(streaming, nullptr);  // legacy stream: ordered with the copies
+          ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+          std::string variant = what + " weight streaming " + name + " (splits " + std::to_string(plan.splits) +
+                                ") run " + std::to_string(run + 1);
+          std::vector<float> values = read_values(*backends.gpu, streaming_out.view);
+          expect_close(values, expected, bound, variant);
+          expect_guard_intact(*backends.gpu, streaming_out, variant);
+          if (run == 0) first = values;
+          else expect_equal(values, first, variant + " (same bits as run 1)");
+        }
       }
     }
     // The prepared weight holds exactly the bf16 rounding of the file weight.

@@ -1,6 +1,7 @@
-// Thin wrappers over the PTX instructions the attention kernels build on (sm_80 and later):
-// asynchronous global-to-shared copies, shared-memory matrix loads, the bf16 tensor-core MMA,
-// and the fast base-2 exponential.
+// Thin wrappers over the PTX instructions the attention and decode GEMM kernels build on
+// (sm_80 and later, the launch-overlap pair sm_90): asynchronous global-to-shared copies,
+// shared-memory matrix loads, the bf16 tensor-core MMA, the fast base-2 exponential, and the
+// two halves of programmatic dependent launch.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -64,6 +65,26 @@ __device__ __forceinline__ float fast_exp2(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
   return y;
+}
+
+// Programmatic dependent launch (sm_90). A kernel launched with the programmatic stream
+// serialization attribute may start while the kernel before it in the stream is finishing;
+// wait_for_previous_grid() then blocks until that kernel has completed and its memory writes
+// are visible. Every kernel launched that way calls it before its first access to global
+// memory, so that the ordering stays transitive along the stream (a kernel that never waited
+// could finish before its own predecessor). On a normal launch it returns at once.
+__device__ __forceinline__ void wait_for_previous_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
+// Lets the next kernel in the stream (if launched with the attribute) be scheduled onto
+// multiprocessors this grid leaves free; it still waits for this grid before touching memory.
+__device__ __forceinline__ void allow_next_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
 }
 
 }  // namespace louiskv::kernels

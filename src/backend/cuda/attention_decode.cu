@@ -2,6 +2,8 @@
 
 #include <cuda_bf16.h>
 
+#include <algorithm>
+
 #include "backend/cuda/async_copy.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/element_types.cuh"
@@ -11,85 +13,92 @@ namespace louiskv::kernels {
 
 namespace {
 
-constexpr int threads = 128;
-constexpr int warps = threads / 32;
-constexpr int tile_tokens = decode_tile_tokens;
-// Tiles in flight: while one tile is consumed, the next two are being read from memory.
+constexpr int warps = decode_warps_per_block;
+constexpr int threads = warps * 32;
+// K/V tiles per warp in shared memory: while one is consumed, the next two are being read.
 constexpr int stages = 3;
-// Spans a block reads into shared memory at a time while building its token table.
-constexpr int span_cache = threads;
-static_assert(tile_tokens == 32, "the softmax step maps a tile's tokens onto the lanes of a warp");
+// Query heads a warp serves at once: the rows of an MMA tile. Groups of up to 16 heads (all
+// common GQA shapes) read their K and V once; larger groups take several head blocks.
+constexpr int mma_rows = 16;
+// A chunk shorter than this per warp is mostly start-up; the planner does not go below it.
+constexpr int min_chunk_tokens = 32;
+
+// One stage holds `tokens` K rows and as many V rows: 4 KB of each whatever the head dim.
+// Copies: head_dim / 8 lanes share a row, each moving one 16-byte piece, so a warp-wide copy
+// covers rows_per_copy whole rows (512 contiguous bytes when the rows are neighbours).
+template <int head_dim>
+struct Tile {
+  static constexpr int tokens = 2048 / head_dim;
+  static constexpr int elements = tokens * head_dim;
+  static constexpr int pieces_per_row = head_dim / 8;
+  static constexpr int rows_per_copy = 32 / pieces_per_row;
+  static constexpr int copies = tokens / rows_per_copy;  // per lane, for K and for V each
+  static constexpr int score_tiles = tokens / 8;          // n-tiles of S = Q K^T
+  static constexpr int value_steps = tokens / 16;         // k-steps of P V
+  static constexpr int dim_steps = head_dim / 16;         // k-steps of Q K^T
+  static constexpr int dim_tiles = head_dim / 8;          // n-tiles of O
+  static_assert(tokens <= 32, "one lane finds the row address of each token of a tile");
+};
 
 struct KernelArguments {
   const __nv_bfloat16* q;
   const DeviceSpan* spans;
   const int32_t* indptr;
   const int32_t* chunk_first_span;
-  float* partial_out;  // [B * Hq, splits, D]
-  float* partial_max;  // [B * Hq, splits], base-2 scores
-  float* partial_sum;  // [B * Hq, splits]
+  float* partial_out;  // [B * Hq, parts, D]
+  float* partial_max;  // [B * Hq, parts], base-2 scores
+  float* partial_sum;  // [B * Hq, parts]
   int* counters;       // [rows * head blocks], zero between launches; null: merge by a second kernel
   __nv_bfloat16* out;  // [B * Hq, D]
   float* lse;          // [B * Hq] or null
   int kv_heads;
   int query_heads;
   int group;  // query heads per KV head
+  int head_blocks;
   int chunk_tokens;
-  int splits;
+  int splits;  // chunks per row
+  int parts;   // blocks per row and head block
+  int items;   // rows x head blocks x parts
   float scale_log2;
 };
 
-// Thread layout: head_dim / 8 threads share a K or V row, each owning 8 dims (16 bytes); the
-// block's threads / (head_dim / 8) "token lanes" take the tile's tokens in turn. Every thread
-// copies into shared memory exactly the 16-byte pieces it later reads, so K and V tiles need
-// no barrier, only the wait on the thread's own asynchronous copies.
+// Rows of head_dim bf16 are stored as 16-byte pieces whose index is XORed with the row's low 3
+// bits, so that the 8 rows an ldmatrix phase reads fall into 8 different bank groups.
 template <int head_dim>
-struct Layout {
-  static constexpr int threads_per_row = head_dim / 8;
-  static constexpr int token_lanes = threads / threads_per_row;
-  static constexpr int tokens_per_thread = tile_tokens / token_lanes;
-  static constexpr int tile_elements = tile_tokens * head_dim;
-  static_assert(tile_tokens % token_lanes == 0, "tile must split evenly over the token lanes");
+__device__ __forceinline__ int swizzled(int row, int piece) {
+  return row * head_dim + ((piece ^ (row & 7)) << 3);
+}
+
+template <int head_dim>
+struct SharedLayout {
+  using T = Tile<head_dim>;
+  static constexpr size_t stage_bytes = size_t(warps) * stages * 2 * T::elements * sizeof(__nv_bfloat16);
+  // The warps' weighted outputs, [warps][mma_rows][head_dim + 8] floats (the padding keeps the
+  // float2 stores of a warp on distinct banks), over the stages once every warp is done.
+  static constexpr int combine_pitch = head_dim + 8;
+  static constexpr size_t combine_bytes = size_t(warps) * mma_rows * combine_pitch * sizeof(float);
+  static constexpr size_t big = stage_bytes > combine_bytes ? stage_bytes : combine_bytes;
+  static constexpr size_t table_bytes = size_t(warps) * T::tokens * 2 * sizeof(const char*);
+  static constexpr size_t statistics_bytes = size_t(2) * warps * mma_rows * sizeof(float);
+  static constexpr size_t total = big + table_bytes + statistics_bytes;
 };
 
-template <int head_dim, int max_heads>
-constexpr size_t shared_bytes() {
-  using L = Layout<head_dim>;
-  size_t stage_bytes = size_t(stages) * 2 * L::tile_elements * sizeof(__nv_bfloat16);
-  size_t reduce_bytes = size_t(L::token_lanes) * max_heads * head_dim * sizeof(float);
-  size_t big = stage_bytes > reduce_bytes ? stage_bytes : reduce_bytes;
-  size_t tables = size_t(decode_max_chunk_tokens) * 2 * sizeof(const char*);
-  size_t cache = size_t(span_cache) * (2 * sizeof(const char*) + 2 * sizeof(int32_t));
-  size_t softmax = size_t(2 * max_heads * tile_tokens + max_heads) * sizeof(float);
-  return big + tables + cache + softmax;
-}
-
-// Sum over the threads_per_row lanes sharing a row (consecutive lanes of one warp).
-template <int threads_per_row>
-__device__ __forceinline__ float row_reduce_sum(float value) {
-#pragma unroll
-  for (int offset = threads_per_row / 2; offset > 0; offset /= 2) {
-    value += __shfl_xor_sync(0xffffffffu, value, offset);
-  }
-  return value;
-}
-
-// Merges the splits' partial results of one block's heads, weighting each split by
-// 2^(its max - overall max): a split whose max is -inf attended nothing and is skipped (its
-// partial output was never written); no token at all gives zeros and lse = -inf.
-__device__ void merge_splits(const KernelArguments& args, int64_t query_row, int d, int head_dim) {
-  const float* maxima = args.partial_max + query_row * args.splits;
-  const float* sums = args.partial_sum + query_row * args.splits;
+// Merges the parts' partial results of one query row, weighting each part by
+// 2^(its max - overall max): a part whose max is -inf attended nothing and is skipped; no token
+// at all gives zeros and lse = -inf.
+__device__ void merge_parts(const KernelArguments& args, int64_t query_row, int d, int head_dim) {
+  const float* maxima = args.partial_max + query_row * args.parts;
+  const float* sums = args.partial_sum + query_row * args.parts;
   float overall = -INFINITY;
-  for (int s = 0; s < args.splits; ++s) overall = fmaxf(overall, __ldcg(maxima + s));
+  for (int s = 0; s < args.parts; ++s) overall = fmaxf(overall, __ldcg(maxima + s));
   float value = 0.0f, total = 0.0f;
   if (overall != -INFINITY) {
-    for (int s = 0; s < args.splits; ++s) {
+    for (int s = 0; s < args.parts; ++s) {
       float maximum = __ldcg(maxima + s);
       if (maximum == -INFINITY) continue;
       float weight = exp2f(maximum - overall);
       total += weight * __ldcg(sums + s);
-      value += weight * __ldcg(args.partial_out + (query_row * args.splits + s) * head_dim + d);
+      value += weight * __ldcg(args.partial_out + (query_row * args.parts + s) * head_dim + d);
     }
     value /= total;
   }
@@ -99,387 +108,393 @@ __device__ void merge_splits(const KernelArguments& args, int64_t query_row, int
   }
 }
 
-// The last block of a (row, head block) to finish merges all its splits, so that no second
+// The last block of a (row, head block) to finish merges all its parts, so that no second
 // kernel is needed: each block publishes its partial results, fences, and counts itself in; the
-// one that brings the count to `splits` reads everything back (the classic threadfence
+// one that brings the count to `parts` reads everything back (the classic threadfence
 // reduction) and resets the counter for the next launch.
-__device__ void merge_if_last(const KernelArguments& args, int row, int64_t first_query_row, int heads_here,
-                              int head_dim) {
+__device__ void merge_if_last(const KernelArguments& args, int counter_index, int64_t first_query_row,
+                              int heads_here, int head_dim) {
   __shared__ bool last;
   __threadfence();
   __syncthreads();
-  int* counter = args.counters + int64_t(row) * gridDim.z + blockIdx.z;
-  if (threadIdx.x == 0) last = atomicAdd(counter, 1) == args.splits - 1;
+  int* counter = args.counters + counter_index;
+  if (threadIdx.x == 0) last = atomicAdd(counter, 1) == args.parts - 1;
   __syncthreads();
   if (!last) return;
   __threadfence();
   for (int index = threadIdx.x; index < heads_here * head_dim; index += blockDim.x) {
-    merge_splits(args, first_query_row + index / head_dim, index % head_dim, head_dim);
+    merge_parts(args, first_query_row + index / head_dim, index % head_dim, head_dim);
   }
   if (threadIdx.x == 0) *counter = 0;
 }
 
-// Block (row, split, head block): row = sequence * kv_heads + kv head; it attends the chunk
-// [split * chunk_tokens, +chunk_tokens) of the row's tokens with query heads
-// [head_block * max_heads, +max_heads) of the group, and writes unnormalised partial results.
-template <int head_dim, int max_heads>
-__global__ void __launch_bounds__(threads) attention_decode_kernel(const KernelArguments args) {
-  using L = Layout<head_dim>;
-  extern __shared__ __align__(16) unsigned char shared[];
-  auto* stage_base = reinterpret_cast<__nv_bfloat16*>(shared);
-  constexpr size_t stage_bytes = size_t(stages) * 2 * L::tile_elements * sizeof(__nv_bfloat16);
-  constexpr size_t reduce_bytes = size_t(L::token_lanes) * max_heads * head_dim * sizeof(float);
-  constexpr size_t big = stage_bytes > reduce_bytes ? stage_bytes : reduce_bytes;
-  auto* key_rows = reinterpret_cast<const char**>(shared + big);
-  const char** value_rows = key_rows + decode_max_chunk_tokens;
-  const char** cached_keys = value_rows + decode_max_chunk_tokens;  // [span_cache]
-  const char** cached_values = cached_keys + span_cache;              // [span_cache]
-  auto* cached_first = reinterpret_cast<int32_t*>(cached_values + span_cache);
-  int32_t* cached_length = cached_first + span_cache;
-  auto* scores = reinterpret_cast<float*>(cached_length + span_cache);              // [max_heads][tile]
-  float* probabilities = scores + max_heads * tile_tokens;                         // [max_heads][tile]
-  float* corrections = probabilities + max_heads * tile_tokens;                    // [max_heads]
+// (length, first_token) of a span: the walk from span to span reads only these 8 bytes.
+__device__ __forceinline__ int2 span_extent(const DeviceSpan* spans, int index) {
+  return __ldg(reinterpret_cast<const int2*>(&spans[index].length));
+}
 
-  const int row = blockIdx.x;
-  const int split = blockIdx.y;
-  const int first_head_in_group = blockIdx.z * max_heads;
-  const int sequence = row / args.kv_heads;
-  const int kv_head = row % args.kv_heads;
-  const int heads_here = min(max_heads, args.group - first_head_in_group);
-  const int first_query_head = kv_head * args.group + first_head_in_group;
-  const int64_t first_query_row = int64_t(sequence) * args.query_heads + first_query_head;
+__device__ __forceinline__ const char* span_rows(const void* const* field) {
+  return reinterpret_cast<const char*>(__ldg(reinterpret_cast<const unsigned long long*>(field)));
+}
 
-  const int span_begin = args.indptr[row];
-  const int span_end = args.indptr[row + 1];
-  int row_tokens = 0;
-  if (span_end > span_begin) {
-    const DeviceSpan& last = args.spans[span_end - 1];
-    row_tokens = last.first_token + last.length;
-  }
-  const int chunk_begin = split * args.chunk_tokens;
-  const int count = min(args.chunk_tokens, row_tokens - chunk_begin);
-  if (count <= 0) {
-    // Nothing to attend in this chunk: the merge skips it by its -inf maximum; a row with no
-    // token at all (one split) gets zeros and lse = -inf.
-    if (args.splits == 1) {
-      for (int index = threadIdx.x; index < heads_here * head_dim; index += threads) {
-        args.out[first_query_row * head_dim + index] = __float2bfloat16_rn(0.0f);
-      }
-      if (args.lse && threadIdx.x < heads_here) args.lse[first_query_row + threadIdx.x] = -INFINITY;
-      return;
-    }
-    if (threadIdx.x < heads_here) {
-      int64_t index = (first_query_row + threadIdx.x) * args.splits + split;
-      args.partial_max[index] = -INFINITY;
-      args.partial_sum[index] = 0.0f;
-    }
-    if (args.counters) merge_if_last(args, row, first_query_row, heads_here, head_dim);
-    return;
-  }
-
-  // Row addresses of the chunk's tokens. The spans from the chunk's first one on are read into
-  // shared memory, one per thread, and each token finds its span by binary search there; a
-  // chunk of more spans than threads (spans of a few tokens) takes several rounds.
-  constexpr int64_t row_bytes = head_dim * sizeof(__nv_bfloat16);
-  const int chunk_end = chunk_begin + count;
-  for (int round_first = args.chunk_first_span[int64_t(row) * args.splits + split];;
-       round_first += span_cache) {
-    const int cached = min(span_cache, span_end - round_first);
-    if (threadIdx.x < cached) {
-      const DeviceSpan& span = args.spans[round_first + threadIdx.x];
-      cached_keys[threadIdx.x] = static_cast<const char*>(span.keys);
-      cached_values[threadIdx.x] = static_cast<const char*>(span.values);
-      cached_first[threadIdx.x] = span.first_token;
-      cached_length[threadIdx.x] = span.length;
-    }
-    __syncthreads();
-    const int round_begin = cached_first[0];
-    const int round_end = cached_first[cached - 1] + cached_length[cached - 1];
-    for (int i = threadIdx.x; i < count; i += threads) {
-      int token = chunk_begin + i;
-      if (token < round_begin || token >= round_end) continue;
-      int low = 0, high = cached - 1;
-      while (low < high) {
-        int middle = (low + high + 1) / 2;
-        if (cached_first[middle] <= token) low = middle; else high = middle - 1;
-      }
-      int64_t offset = int64_t(token - cached_first[low]) * row_bytes;
-      key_rows[i] = cached_keys[low] + offset;
-      value_rows[i] = cached_values[low] + offset;
-    }
-    __syncthreads();  // the cache is read by every thread before the next round overwrites it
-    if (round_end >= chunk_end || round_first + cached >= span_end) break;
-  }
-
-  const int column = threadIdx.x % L::threads_per_row;  // this thread's 8 dims
-  const int token_lane = threadIdx.x / L::threads_per_row;
-
-  // Queries, pre-scaled so that scores come out in base 2; absent heads (a group that does not
-  // fill max_heads) get zeros and are never written.
-  float q[max_heads][8];
-#pragma unroll
-  for (int h = 0; h < max_heads; ++h) {
-    if (h < heads_here) {
-      const uint4* source = reinterpret_cast<const uint4*>(
-          args.q + (first_query_row + h) * head_dim + column * 8);
-      unpack_bf16x8(*source, q[h]);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) q[h][e] *= args.scale_log2;
-    } else {
-#pragma unroll
-      for (int e = 0; e < 8; ++e) q[h][e] = 0.0f;
-    }
-  }
-
-  auto issue_tile = [&](int tile) {
-    if (tile * tile_tokens < count) {
-      __nv_bfloat16* k_stage = stage_base + (tile % stages) * 2 * L::tile_elements;
-      __nv_bfloat16* v_stage = k_stage + L::tile_elements;
-#pragma unroll
-      for (int j = 0; j < L::tokens_per_thread; ++j) {
-        int token = token_lane + j * L::token_lanes;
-        int index = tile * tile_tokens + token;
-        bool valid = index < count;
-        const char* k_source = valid ? key_rows[index] + column * 16 : key_rows[0];
-        const char* v_source = valid ? value_rows[index] + column * 16 : value_rows[0];
-        copy_async_16(k_stage + token * head_dim + column * 8, k_source, valid);
-        copy_async_16(v_stage + token * head_dim + column * 8, v_source, valid);
-      }
-    }
-    copy_async_commit();  // an empty group past the end keeps the wait counts uniform
-  };
-
-  const int tiles = (count + tile_tokens - 1) / tile_tokens;
-#pragma unroll
-  for (int tile = 0; tile < stages - 1; ++tile) issue_tile(tile);
-
-  float accumulator[max_heads][8];
-#pragma unroll
-  for (int h = 0; h < max_heads; ++h)
-#pragma unroll
-    for (int e = 0; e < 8; ++e) accumulator[h][e] = 0.0f;
-  // Running maximum and sum of the heads this warp's softmax step owns (h = warp, warp + 4).
-  float running_max[(max_heads + warps - 1) / warps];
-  float running_sum[(max_heads + warps - 1) / warps];
-#pragma unroll
-  for (int i = 0; i < (max_heads + warps - 1) / warps; ++i) {
-    running_max[i] = -INFINITY;
-    running_sum[i] = 0.0f;
-  }
+// Persistent blocks: block b takes work items b, b + gridDim.x, ... An item is (row, head
+// block, part); warp w of the block attends chunk part * warps + w of the row with the item's
+// query heads as MMA rows: S = Q K^T and O += P V on the tensor cores (bf16 in, fp32
+// accumulators), online softmax in base 2 on the fragments in registers.
+template <int head_dim>
+__global__ void __launch_bounds__(threads) attention_decode_kernel(const __grid_constant__ KernelArguments args) {
+  using T = Tile<head_dim>;
+  using Layout = SharedLayout<head_dim>;
+  extern __shared__ __align__(128) unsigned char shared[];
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
+  const int g = lane / 4;  // fragment row (and row + 8)
+  const int c = lane % 4;  // fragment column pair
+  __nv_bfloat16* warp_stages = reinterpret_cast<__nv_bfloat16*>(shared) + size_t(warp) * stages * 2 * T::elements;
+  // This warp's row addresses of the tile being issued: [tokens][key, value].
+  const char** table = reinterpret_cast<const char**>(shared + Layout::big) + warp * T::tokens * 2;
+  float* warp_max = reinterpret_cast<float*>(shared + Layout::big + Layout::table_bytes);  // [warps][mma_rows]
+  float* warp_sum = warp_max + warps * mma_rows;                                           // [warps][mma_rows]
+  float* combine = reinterpret_cast<float*>(shared);
+  constexpr int64_t row_bytes = head_dim * sizeof(__nv_bfloat16);
 
-  for (int tile = 0; tile < tiles; ++tile) {
-    copy_async_wait<stages - 2>();  // this thread's pieces of `tile` have landed
-    issue_tile(tile + stages - 1);  // reuses the stage this thread finished with last time
-    const __nv_bfloat16* k_stage = stage_base + (tile % stages) * 2 * L::tile_elements;
-    const __nv_bfloat16* v_stage = k_stage + L::tile_elements;
+  wait_for_previous_grid();
+  allow_next_grid();
 
-    // Scores of this thread's tokens for every head of the block.
+  for (int item = blockIdx.x; item < args.items; item += gridDim.x) {
+    const int part = item % args.parts;
+    const int row_and_block = item / args.parts;
+    const int head_block = row_and_block % args.head_blocks;
+    const int row = row_and_block / args.head_blocks;
+    const int sequence = row / args.kv_heads;
+    const int kv_head = row % args.kv_heads;
+    const int first_head_in_group = head_block * mma_rows;
+    const int heads_here = min(mma_rows, args.group - first_head_in_group);
+    const int64_t first_query_row =
+        int64_t(sequence) * args.query_heads + int64_t(kv_head) * args.group + first_head_in_group;
+
+    // This warp's chunk [chunk_begin, chunk_end) of the row's tokens, and the span it starts in.
+    const int chunk = part * warps + warp;
+    const bool has_chunk = chunk < args.splits;
+    const int span_begin = args.indptr[row];
+    const int span_end = args.indptr[row + 1];
+    int cursor = has_chunk ? args.chunk_first_span[int64_t(row) * args.splits + chunk] : span_end;
+    int row_tokens = 0;
+    if (span_end > span_begin) {
+      int2 last = span_extent(args.spans, span_end - 1);
+      row_tokens = last.y + last.x;
+    }
+    const int64_t chunk_begin64 = int64_t(chunk) * args.chunk_tokens;
+    const int chunk_begin = int(min(chunk_begin64, int64_t(row_tokens)));
+    const int chunk_end = int(min(chunk_begin64 + args.chunk_tokens, int64_t(row_tokens)));
+    const int count = has_chunk ? chunk_end - chunk_begin : 0;
+    const int tiles = count > 0 ? (count + T::tokens - 1) / T::tokens : 0;
+
+    // Q as the A operand: rows g and g + 8 are heads of the block (zero past the group).
+    uint32_t q_fragments[T::dim_steps][4];
+    {
+      const uint32_t* q_low = g < heads_here
+                                  ? reinterpret_cast<const uint32_t*>(args.q + (first_query_row + g) * head_dim)
+                                  : nullptr;
+      const uint32_t* q_high = g + 8 < heads_here
+                                   ? reinterpret_cast<const uint32_t*>(args.q + (first_query_row + g + 8) * head_dim)
+                                   : nullptr;
 #pragma unroll
-    for (int j = 0; j < L::tokens_per_thread; ++j) {
-      int token = token_lane + j * L::token_lanes;
-      float k[8];
-      unpack_bf16x8(*reinterpret_cast<const uint4*>(k_stage + token * head_dim + column * 8), k);
+      for (int step = 0; step < T::dim_steps; ++step) {
+        q_fragments[step][0] = q_low ? __ldg(q_low + step * 8 + c) : 0u;
+        q_fragments[step][1] = q_high ? __ldg(q_high + step * 8 + c) : 0u;
+        q_fragments[step][2] = q_low ? __ldg(q_low + step * 8 + 4 + c) : 0u;
+        q_fragments[step][3] = q_high ? __ldg(q_high + step * 8 + 4 + c) : 0u;
+      }
+    }
+
+    // Lane i < tokens finds the span of the tile's token i by walking on from the cursor (the
+    // span of the tile's first token: one step per span boundary crossed, none inside a long
+    // span), then the warp copies the tile's K and V rows into the tile's stage.
+    auto issue_tile = [&](int tile) {
+      if (tile < tiles) {
+        const int first_token = chunk_begin + tile * T::tokens;
+        const int valid_tokens = min(T::tokens, chunk_end - first_token);
+        int span = cursor;
+        if (lane < valid_tokens) {
+          const int token = first_token + lane;
+          int2 extent = span_extent(args.spans, span);
+          while (extent.y + extent.x <= token) extent = span_extent(args.spans, ++span);
+          const int64_t offset = int64_t(token - extent.y) * row_bytes;
+          table[2 * lane] = span_rows(&args.spans[span].keys) + offset;
+          table[2 * lane + 1] = span_rows(&args.spans[span].values) + offset;
+        }
+        cursor = __shfl_sync(0xffffffffu, span, valid_tokens - 1);
+        __syncwarp();
+        __nv_bfloat16* k_stage = warp_stages + (tile % stages) * 2 * T::elements;
+        __nv_bfloat16* v_stage = k_stage + T::elements;
+        const int piece = lane % T::pieces_per_row;
 #pragma unroll
-      for (int h = 0; h < max_heads; ++h) {
-        float partial = 0.0f;
+        for (int i = 0; i < T::copies; ++i) {
+          const int token = lane / T::pieces_per_row + i * T::rows_per_copy;
+          const bool valid = token < valid_tokens;
+          const int source = valid ? token : 0;
+          copy_async_16(k_stage + swizzled<head_dim>(token, piece), table[2 * source] + piece * 16, valid);
+          copy_async_16(v_stage + swizzled<head_dim>(token, piece), table[2 * source + 1] + piece * 16, valid);
+        }
+        __syncwarp();  // every lane has read the table before the next tile rewrites it
+      }
+      copy_async_commit();  // an empty group past the end keeps the wait counts uniform
+    };
+
 #pragma unroll
-        for (int e = 0; e < 8; ++e) partial = fmaf(q[h][e], k[e], partial);
-        float score = row_reduce_sum<L::threads_per_row>(partial);
-        if (column == h % L::threads_per_row) scores[h * tile_tokens + token] = score;
+    for (int tile = 0; tile < stages - 1; ++tile) issue_tile(tile);
+
+    float o[T::dim_tiles][4];
+#pragma unroll
+    for (int d = 0; d < T::dim_tiles; ++d) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
+    // Softmax state of rows g and g + 8, base 2; each lane sums its own columns (a quad's lanes
+    // are added at the end).
+    float running_max[2] = {-INFINITY, -INFINITY};
+    float running_sum[2] = {0.0f, 0.0f};
+
+    for (int tile = 0; tile < tiles; ++tile) {
+      copy_async_wait<stages - 2>();  // this lane's pieces of `tile` have landed
+      __syncwarp();                   // ... and every other lane's
+      issue_tile(tile + stages - 1);  // into the stage the warp finished with last time
+      const __nv_bfloat16* k_stage = warp_stages + (tile % stages) * 2 * T::elements;
+      const __nv_bfloat16* v_stage = k_stage + T::elements;
+
+      // S = Q K^T: K rows are the B operand's columns, read by ldmatrix without transposition.
+      float s[T::score_tiles][4];
+#pragma unroll
+      for (int n = 0; n < T::score_tiles; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+      for (int step = 0; step < T::dim_steps; ++step) {
+#pragma unroll
+        for (int n = 0; n < T::score_tiles; n += 2) {
+          uint32_t b[4];
+          const int key = n * 8 + (lane % 8) + (lane / 16) * 8;
+          load_matrix_x4(b, k_stage + swizzled<head_dim>(key, 2 * step + (lane / 8) % 2));
+          mma_bf16_16x8x16(s[n], q_fragments[step], b[0], b[1]);
+          mma_bf16_16x8x16(s[n + 1], q_fragments[step], b[2], b[3]);
+        }
+      }
+
+      // Online softmax; tokens past the chunk's end (a partial last tile) are masked.
+      const int valid_tokens = chunk_end - (chunk_begin + tile * T::tokens);
+      float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+      for (int n = 0; n < T::score_tiles; ++n) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int token = n * 8 + 2 * c + (e % 2);
+          const float value = token < valid_tokens ? s[n][e] * args.scale_log2 : -INFINITY;
+          s[n][e] = value;
+          tile_max[e / 2] = fmaxf(tile_max[e / 2], value);
+        }
+      }
+      float correction[2];
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        tile_max[half] = fmaxf(tile_max[half], __shfl_xor_sync(0xffffffffu, tile_max[half], 1));
+        tile_max[half] = fmaxf(tile_max[half], __shfl_xor_sync(0xffffffffu, tile_max[half], 2));
+        // Every tile holds a valid token, so the new maximum is finite.
+        const float new_max = fmaxf(running_max[half], tile_max[half]);
+        correction[half] = fast_exp2(running_max[half] - new_max);
+        running_max[half] = new_max;
+        running_sum[half] *= correction[half];
+      }
+      // Once the maxima settle the corrections are exactly 1: skip the rescale then.
+      if (!__all_sync(0xffffffffu, correction[0] == 1.0f && correction[1] == 1.0f)) {
+#pragma unroll
+        for (int d = 0; d < T::dim_tiles; ++d) {
+          o[d][0] *= correction[0];
+          o[d][1] *= correction[0];
+          o[d][2] *= correction[1];
+          o[d][3] *= correction[1];
+        }
+      }
+      uint32_t p_fragments[T::value_steps][4];
+#pragma unroll
+      for (int n = 0; n < T::score_tiles; ++n) {
+        const float p0 = fast_exp2(s[n][0] - running_max[0]);
+        const float p1 = fast_exp2(s[n][1] - running_max[0]);
+        const float p2 = fast_exp2(s[n][2] - running_max[1]);
+        const float p3 = fast_exp2(s[n][3] - running_max[1]);
+        running_sum[0] += p0 + p1;
+        running_sum[1] += p2 + p3;
+        // The C fragments of score tiles 2j and 2j+1 are exactly the A fragment of k-step j.
+        p_fragments[n / 2][(n % 2) * 2 + 0] = pack_bf16_pair(p0, p1);
+        p_fragments[n / 2][(n % 2) * 2 + 1] = pack_bf16_pair(p2, p3);
+      }
+
+      // O += P V: V rows are k-major for the B operand, read by ldmatrix with transposition.
+#pragma unroll
+      for (int step = 0; step < T::value_steps; ++step) {
+#pragma unroll
+        for (int d = 0; d < T::dim_tiles; d += 2) {
+          uint32_t b[4];
+          const int key = step * 16 + (lane % 8) + ((lane / 8) % 2) * 8;
+          load_matrix_x4_transposed(b, v_stage + swizzled<head_dim>(key, d + lane / 16));
+          mma_bf16_16x8x16(o[d], p_fragments[step], b[0], b[1]);
+          mma_bf16_16x8x16(o[d + 1], p_fragments[step], b[2], b[3]);
+        }
+      }
+    }
+    copy_async_wait<0>();
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      running_sum[half] += __shfl_xor_sync(0xffffffffu, running_sum[half], 1);
+      running_sum[half] += __shfl_xor_sync(0xffffffffu, running_sum[half], 2);
+    }
+
+    // Merge the warps: each scales its output by 2^(its max - the block's max) into the combine
+    // area (over the stages, free once every warp is past its loop), then the block sums them.
+    __syncthreads();
+    if (c == 0) {
+      warp_max[warp * mma_rows + g] = running_max[0];
+      warp_max[warp * mma_rows + g + 8] = running_max[1];
+      warp_sum[warp * mma_rows + g] = running_sum[0];
+      warp_sum[warp * mma_rows + g + 8] = running_sum[1];
+    }
+    __syncthreads();
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int head = g + 8 * half;
+      if (head < heads_here) {
+        float overall = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < warps; ++w) overall = fmaxf(overall, warp_max[w * mma_rows + head]);
+        const float weight = running_max[half] == -INFINITY ? 0.0f : fast_exp2(running_max[half] - overall);
+        float* destination = combine + (warp * mma_rows + head) * Layout::combine_pitch + 2 * c;
+#pragma unroll
+        for (int d = 0; d < T::dim_tiles; ++d) {
+          *reinterpret_cast<float2*>(destination + d * 8) =
+              make_float2(o[d][2 * half] * weight, o[d][2 * half + 1] * weight);
+        }
       }
     }
     __syncthreads();
-
-    // Online softmax of the tile: a warp per head, a lane per token.
+    for (int index = threadIdx.x; index < heads_here * head_dim; index += threads) {
+      const int head = index / head_dim;
+      const int d = index % head_dim;
+      float overall = -INFINITY;
 #pragma unroll
-    for (int i = 0; i < (max_heads + warps - 1) / warps; ++i) {
-      int h = warp + i * warps;
-      if (h < max_heads) {
-        bool valid = tile * tile_tokens + lane < count;
-        float score = valid ? scores[h * tile_tokens + lane] : -INFINITY;
-        float tile_max = score;
+      for (int w = 0; w < warps; ++w) overall = fmaxf(overall, warp_max[w * mma_rows + head]);
+      float total = 0.0f, sum = 0.0f;
 #pragma unroll
-        for (int offset = 16; offset > 0; offset /= 2) {
-          tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, offset));
+      for (int w = 0; w < warps; ++w) {
+        const float maximum = warp_max[w * mma_rows + head];
+        total += combine[(w * mma_rows + head) * Layout::combine_pitch + d];
+        if (maximum != -INFINITY) sum += fast_exp2(maximum - overall) * warp_sum[w * mma_rows + head];
+      }
+      const int64_t query_row = first_query_row + head;
+      if (args.parts == 1) {
+        // The whole row in one block: normalise here; a row with no token gives zeros.
+        args.out[query_row * head_dim + d] = __float2bfloat16_rn(sum > 0.0f ? total / sum : 0.0f);
+        if (args.lse && d == 0) {
+          args.lse[query_row] = sum > 0.0f ? (overall + log2f(sum)) * 0.6931471805599453f : -INFINITY;
         }
-        // Every tile holds at least one valid token, so new_max is finite.
-        float new_max = fmaxf(running_max[i], tile_max);
-        float p = fast_exp2(score - new_max);
-        float tile_sum = p;
-#pragma unroll
-        for (int offset = 16; offset > 0; offset /= 2) {
-          tile_sum += __shfl_xor_sync(0xffffffffu, tile_sum, offset);
+      } else {
+        const int64_t slot = query_row * args.parts + part;
+        args.partial_out[slot * head_dim + d] = total;
+        if (d == 0) {
+          args.partial_max[slot] = overall;
+          args.partial_sum[slot] = sum;
         }
-        float correction = fast_exp2(running_max[i] - new_max);
-        running_sum[i] = running_sum[i] * correction + tile_sum;
-        running_max[i] = new_max;
-        probabilities[h * tile_tokens + lane] = p;
-        if (lane == 0) corrections[h] = correction;
       }
     }
-    __syncthreads();
-
-    // accumulator = accumulator * correction + P V.
-#pragma unroll
-    for (int h = 0; h < max_heads; ++h) {
-      float correction = corrections[h];
-#pragma unroll
-      for (int e = 0; e < 8; ++e) accumulator[h][e] *= correction;
+    if (args.parts > 1 && args.counters) {
+      merge_if_last(args, row * args.head_blocks + head_block, first_query_row, heads_here, head_dim);
     }
-#pragma unroll
-    for (int j = 0; j < L::tokens_per_thread; ++j) {
-      int token = token_lane + j * L::token_lanes;
-      float v[8];
-      unpack_bf16x8(*reinterpret_cast<const uint4*>(v_stage + token * head_dim + column * 8), v);
-#pragma unroll
-      for (int h = 0; h < max_heads; ++h) {
-        float p = probabilities[h * tile_tokens + token];
-#pragma unroll
-        for (int e = 0; e < 8; ++e) accumulator[h][e] = fmaf(p, v[e], accumulator[h][e]);
-      }
-    }
+    __syncthreads();  // the combine area is the next item's stages
   }
-  copy_async_wait<0>();
-  __syncthreads();  // every thread is done with the stages: reuse them for the reduction
-
-  // Sum the token lanes' accumulators through shared memory: [token_lanes][max_heads][head_dim];
-  // the softmax warps leave each head's maximum and sum beside it (in the scores' place).
-  auto* reduce = reinterpret_cast<float*>(shared);
-#pragma unroll
-  for (int h = 0; h < max_heads; ++h) {
-    float* destination = reduce + (token_lane * max_heads + h) * head_dim + column * 8;
-    reinterpret_cast<float4*>(destination)[0] =
-        make_float4(accumulator[h][0], accumulator[h][1], accumulator[h][2], accumulator[h][3]);
-    reinterpret_cast<float4*>(destination)[1] =
-        make_float4(accumulator[h][4], accumulator[h][5], accumulator[h][6], accumulator[h][7]);
-  }
-  float* head_max = scores;
-  float* head_sum = scores + max_heads;
-#pragma unroll
-  for (int i = 0; i < (max_heads + warps - 1) / warps; ++i) {
-    int h = warp + i * warps;
-    if (h < max_heads && lane == 0) {
-      head_max[h] = running_max[i];
-      head_sum[h] = running_sum[i];
-    }
-  }
-  __syncthreads();
-  for (int index = threadIdx.x; index < heads_here * head_dim; index += threads) {
-    int h = index / head_dim;
-    int d = index % head_dim;
-    float total = 0.0f;
-#pragma unroll
-    for (int t = 0; t < L::token_lanes; ++t) total += reduce[(t * max_heads + h) * head_dim + d];
-    if (args.splits == 1) {
-      // The whole row in one chunk: normalise here, no partial results.
-      args.out[(first_query_row + h) * head_dim + d] = __float2bfloat16_rn(total / head_sum[h]);
-      if (args.lse && d == 0) {
-        args.lse[first_query_row + h] = (head_max[h] + log2f(head_sum[h])) * 0.6931471805599453f;
-      }
-    } else {
-      args.partial_out[((first_query_row + h) * args.splits + split) * head_dim + d] = total;
-    }
-  }
-  if (args.splits == 1) return;
-  if (threadIdx.x < heads_here) {
-    int64_t index = (first_query_row + threadIdx.x) * args.splits + split;
-    args.partial_max[index] = head_max[threadIdx.x];
-    args.partial_sum[index] = head_sum[threadIdx.x];
-  }
-  if (args.counters) merge_if_last(args, row, first_query_row, heads_here, head_dim);
 }
 
 // One block per (sequence, query head): the merge as a second kernel, the default (see
 // DecodeAttentionParams::merge_in_kernel).
-__global__ void merge_splits_kernel(const KernelArguments args, int head_dim) {
-  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) merge_splits(args, blockIdx.x, d, head_dim);
+__global__ void merge_parts_kernel(const __grid_constant__ KernelArguments args, int head_dim) {
+  wait_for_previous_grid();
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) merge_parts(args, blockIdx.x, d, head_dim);
 }
 
-template <int head_dim, int max_heads>
-void launch_kernels(const KernelArguments& args, int rows, int head_blocks, cudaStream_t stream) {
-  constexpr size_t bytes = shared_bytes<head_dim, max_heads>();
-  LOUISKV_CUDA_CHECK(cudaFuncSetAttribute(attention_decode_kernel<head_dim, max_heads>,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
-  dim3 grid(unsigned(rows), unsigned(args.splits), unsigned(head_blocks));
-  attention_decode_kernel<head_dim, max_heads><<<grid, threads, bytes, stream>>>(args);
-  LOUISKV_CUDA_CHECK_LAUNCH();
+template <class Kernel, class... Arguments>
+void launch(Kernel kernel, unsigned blocks, unsigned block_threads, size_t shared, bool overlap, cudaStream_t stream,
+            const Arguments&... arguments) {
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(blocks);
+  config.blockDim = dim3(block_threads);
+  config.dynamicSmemBytes = shared;
+  config.stream = stream;
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &attribute;
+  config.numAttrs = overlap ? 1 : 0;
+  LOUISKV_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, arguments...));
 }
 
 template <int head_dim>
-void launch_for_head_dim(const KernelArguments& args, int rows, cudaStream_t stream) {
-  // The block covers a whole group when it has at most 8 heads; larger groups take several
-  // blocks of 8, each reading the KV once more.
-  if (args.group <= 1) {
-    launch_kernels<head_dim, 1>(args, rows, 1, stream);
-  } else if (args.group <= 2) {
-    launch_kernels<head_dim, 2>(args, rows, 1, stream);
-  } else if (args.group <= 4) {
-    launch_kernels<head_dim, 4>(args, rows, 1, stream);
-  } else {
-    launch_kernels<head_dim, 8>(args, rows, (args.group + 7) / 8, stream);
-  }
+void launch_for_head_dim(const KernelArguments& args, int concurrent_blocks, bool overlap, cudaStream_t stream) {
+  constexpr size_t bytes = SharedLayout<head_dim>::total;
+  LOUISKV_CUDA_CHECK(cudaFuncSetAttribute(attention_decode_kernel<head_dim>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+  int blocks = args.items;
+  if (concurrent_blocks > 0 && concurrent_blocks < blocks) blocks = concurrent_blocks;
+  launch(attention_decode_kernel<head_dim>, unsigned(blocks), threads, bytes, overlap, stream, args);
 }
 
 }  // namespace
 
-int decode_blocks_per_multiprocessor(int64_t head_dim, int64_t query_heads_per_kv_head) {
+int decode_blocks_per_multiprocessor(int64_t head_dim, int64_t /*query_heads_per_kv_head*/) {
   auto query = [](auto kernel, size_t bytes) {
     LOUISKV_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
     int blocks = 0;
     LOUISKV_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, threads, bytes));
     return blocks;
   };
-  const int64_t g = query_heads_per_kv_head;
-  if (head_dim == 64) {
-    if (g <= 1) return query(attention_decode_kernel<64, 1>, shared_bytes<64, 1>());
-    if (g <= 2) return query(attention_decode_kernel<64, 2>, shared_bytes<64, 2>());
-    if (g <= 4) return query(attention_decode_kernel<64, 4>, shared_bytes<64, 4>());
-    return query(attention_decode_kernel<64, 8>, shared_bytes<64, 8>());
-  }
-  if (g <= 1) return query(attention_decode_kernel<128, 1>, shared_bytes<128, 1>());
-  if (g <= 2) return query(attention_decode_kernel<128, 2>, shared_bytes<128, 2>());
-  if (g <= 4) return query(attention_decode_kernel<128, 4>, shared_bytes<128, 4>());
-  return query(attention_decode_kernel<128, 8>, shared_bytes<128, 8>());
+  if (head_dim == 64) return query(attention_decode_kernel<64>, SharedLayout<64>::total);
+  return query(attention_decode_kernel<128>, SharedLayout<128>::total);
 }
 
-DecodeSplit choose_decode_split(int64_t rows, int64_t query_heads_per_kv_head,
-                                int64_t max_row_tokens, int64_t concurrent_blocks) {
+DecodeSplit choose_decode_split(int64_t rows, int64_t query_heads_per_kv_head, int64_t max_row_tokens,
+                                int64_t concurrent_blocks) {
   DecodeSplit best;
+  best.concurrent_blocks = int(concurrent_blocks > 0 ? concurrent_blocks : 0);
   if (max_row_tokens <= 0 || rows <= 0) return best;
-  // The largest chunk always works; the launcher rejects a split count above the grid limit.
-  best.chunk_tokens = decode_max_chunk_tokens;
-  best.splits = int((max_row_tokens + decode_max_chunk_tokens - 1) / decode_max_chunk_tokens);
-  constexpr int64_t min_chunk = 64;
-  const int64_t head_blocks = (query_heads_per_kv_head + 7) / 8;
+  const int64_t head_blocks = (query_heads_per_kv_head + mma_rows - 1) / mma_rows;
   const int64_t base_blocks = rows * head_blocks;
-  if (concurrent_blocks < 1) concurrent_blocks = 1;
-  double best_score = -1.0;
-  int64_t previous_splits = 0;
-  for (int64_t chunk = decode_max_chunk_tokens; chunk >= min_chunk; chunk -= tile_tokens) {
-    int64_t splits = (max_row_tokens + chunk - 1) / chunk;
-    if (splits == previous_splits || splits > 65535) continue;
-    previous_splits = splits;
-    int64_t tight_chunk = (max_row_tokens + splits - 1) / splits;
-    tight_chunk = (tight_chunk + tile_tokens - 1) / tile_tokens * tile_tokens;
-    int64_t blocks = base_blocks * splits;
-    int64_t waves = (blocks + concurrent_blocks - 1) / concurrent_blocks;
-    // The share of the GPU's block slots kept busy; a grid of less than one wave is scored by
-    // the slots it fills, so that small batches still spread over every multiprocessor.
-    double score = double(blocks) / double(waves * concurrent_blocks);
-    // Each split costs a little setup and merge work: prefer fewer unless clearly better.
-    if (score > best_score + 0.02) {
-      best_score = score;
-      best.chunk_tokens = int(tight_chunk);
-      best.splits = int((max_row_tokens + tight_chunk - 1) / tight_chunk);
+  const int64_t slots = concurrent_blocks > 0 ? concurrent_blocks : base_blocks;
+  // A time model in units of one block streaming one token at its share of a full GPU:
+  // - blocks take parts in waves of `slots`; each part costs its tokens plus a start-up
+  //   (the dependent loads of the plan, then the pipeline filling: about 96 tokens' worth on an
+  //   H200, bench_attention_decode's chunk sweep);
+  // - with fewer blocks than slots each streams faster, up to 1.4 times its share (the bytes a
+  //   block keeps in flight bound it: 64 blocks of batch 8 read 22 GB/s each, against 16 at
+  //   full occupancy);
+  // - several parts per row cost a merge (about 80 tokens' worth).
+  // The sweep's best chunks (512 tokens for 256 rows, 256 for 128, 128 for 64) are what it picks.
+  constexpr double start_tokens = 96.0, merge_tokens = 80.0, lone_block_speedup = 1.4;
+  double best_cost = -1.0;
+  for (int64_t parts = 1; parts <= 4096; ++parts) {
+    int64_t chunk = (max_row_tokens + parts * warps - 1) / (parts * warps);
+    chunk = (chunk + decode_chunk_granule - 1) / decode_chunk_granule * decode_chunk_granule;
+    if (parts > 1 && chunk < min_chunk_tokens) break;
+    const int64_t splits = (max_row_tokens + chunk - 1) / chunk;
+    if (decode_parts(int(splits)) != parts) continue;
+    const int64_t blocks = base_blocks * parts;
+    const int64_t waves = (blocks + slots - 1) / slots;
+    const double speedup = std::min(lone_block_speedup, double(slots) / double(std::min(blocks, slots)));
+    const double cost = double(waves) * (double(warps * chunk) / speedup + start_tokens) +
+                        (parts > 1 ? merge_tokens : 0.0);
+    // Fewer parts unless clearly cheaper (the model is rough).
+    if (best_cost < 0.0 || cost < 0.97 * best_cost) {
+      best_cost = cost;
+      best.chunk_tokens = int(chunk);
+      best.splits = int(splits);
     }
   }
   return best;
 }
 
 int64_t decode_workspace_bytes(int64_t query_rows, int splits, int64_t head_dim) {
-  return decode_counter_bytes + query_rows * splits * (head_dim + 2) * int64_t(sizeof(float));
+  return decode_counter_bytes + query_rows * decode_parts(splits) * (head_dim + 2) * int64_t(sizeof(float));
 }
 
 void launch_attention_decode(const DecodeAttentionParams& params, cudaStream_t stream) {
@@ -506,12 +521,16 @@ void launch_attention_decode(const DecodeAttentionParams& params, cudaStream_t s
             "lse (" + params.lse.describe() + ") must hold batch x query heads values");
   }
   LOUISKV_REQUIRE(reinterpret_cast<uintptr_t>(params.q.data) % 16 == 0, op, "q must be 16-byte aligned");
-  LOUISKV_REQUIRE(params.split.splits >= 1 && params.split.chunk_tokens % tile_tokens == 0 &&
-              params.split.chunk_tokens > 0 && params.split.chunk_tokens <= decode_max_chunk_tokens,
-          op, "invalid split of the rows into chunks (a bug in the caller's plan)");
+  LOUISKV_REQUIRE(params.split.splits >= 1 && params.split.chunk_tokens > 0 &&
+                      params.split.chunk_tokens % decode_chunk_granule == 0,
+                  op, "invalid split of the rows into chunks (a bug in the caller's plan)");
   int64_t rows = batch * params.kv_heads;
   int64_t query_rows = batch * query_heads;
-  require_grid_dimension(params.split.splits, 65535, op, "the longest row's chunks");
+  const int64_t group = query_heads / params.kv_heads;
+  const int64_t head_blocks = (group + mma_rows - 1) / mma_rows;
+  const int64_t parts = decode_parts(params.split.splits);
+  const int64_t items = rows * head_blocks * parts;
+  LOUISKV_REQUIRE(items < (int64_t(1) << 31), op, "too many work items (rows x head blocks x parts) for one launch");
   LOUISKV_REQUIRE(params.workspace != nullptr &&
                       params.workspace_bytes >= decode_workspace_bytes(query_rows, params.split.splits, head_dim),
                   op, "workspace too small for this batch and split");
@@ -524,8 +543,7 @@ void launch_attention_decode(const DecodeAttentionParams& params, cudaStream_t s
   args.spans = params.spans;
   args.indptr = params.indptr;
   args.chunk_first_span = params.chunk_first_span;
-  int64_t partial_floats = query_rows * params.split.splits;
-  const int64_t head_blocks = (query_heads / params.kv_heads + 7) / 8;
+  const int64_t partial_floats = query_rows * parts;
   const bool merge_in_kernel = params.merge_in_kernel && rows * head_blocks <= decode_max_counters;
   args.counters = merge_in_kernel ? static_cast<int*>(params.workspace) : nullptr;
   args.partial_out = reinterpret_cast<float*>(static_cast<char*>(params.workspace) + decode_counter_bytes);
@@ -535,18 +553,21 @@ void launch_attention_decode(const DecodeAttentionParams& params, cudaStream_t s
   args.lse = params.lse.empty() ? nullptr : params.lse.as<float>();
   args.kv_heads = params.kv_heads;
   args.query_heads = int(query_heads);
-  args.group = int(query_heads / params.kv_heads);
+  args.group = int(group);
+  args.head_blocks = int(head_blocks);
   args.chunk_tokens = params.split.chunk_tokens;
   args.splits = params.split.splits;
+  args.parts = int(parts);
+  args.items = int(items);
   args.scale_log2 = params.scale * 1.4426950408889634f;
+  const bool overlap = params.overlap_previous_kernel;
   if (head_dim == 64) {
-    launch_for_head_dim<64>(args, int(rows), stream);
+    launch_for_head_dim<64>(args, params.split.concurrent_blocks, overlap, stream);
   } else {
-    launch_for_head_dim<128>(args, int(rows), stream);
+    launch_for_head_dim<128>(args, params.split.concurrent_blocks, overlap, stream);
   }
-  if (args.splits > 1 && !merge_in_kernel) {
-    merge_splits_kernel<<<unsigned(query_rows), unsigned(head_dim), 0, stream>>>(args, int(head_dim));
-    LOUISKV_CUDA_CHECK_LAUNCH();
+  if (parts > 1 && !merge_in_kernel) {
+    launch(merge_parts_kernel, unsigned(query_rows), unsigned(head_dim), 0, overlap, stream, args, int(head_dim));
   }
 }
 

@@ -22,6 +22,12 @@ struct PrefillAttentionParams {
   // Warps per block (16 queries each): 4 or 8; 0 takes the default. Benchmarks and tests set it
   // to compare and check both shapes.
   int warps = 0;
+  // Whether each warp computes the next key tile's scores before the softmax of the current
+  // one (1) or after it (0); -1 takes the default. Benchmarks and tests set it likewise.
+  int score_lookahead = -1;
+  // Queries per warp: 16, or 32 at head dim 64 (each K/V fragment then feeds two MMA tiles; no
+  // lookahead in that shape); 0 takes the default.
+  int queries_per_warp = 0;
 };
 void launch_attention_prefill(const PrefillAttentionParams& params, cudaStream_t stream);
 

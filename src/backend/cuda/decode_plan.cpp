@@ -108,10 +108,9 @@ void DecodePlanUploader::grow_workspace(int64_t bytes, cudaStream_t stream) {
 }
 
 int64_t DecodePlanUploader::concurrent_blocks(int64_t head_dim, int64_t group, int multiprocessors) {
-  auto key = std::make_pair(head_dim, group > 8 ? int64_t(8) : group);
-  auto found = blocks_per_multiprocessor_.find(key);
+  auto found = blocks_per_multiprocessor_.find(head_dim);
   if (found == blocks_per_multiprocessor_.end()) {
-    found = blocks_per_multiprocessor_.emplace(key, decode_blocks_per_multiprocessor(head_dim, group)).first;
+    found = blocks_per_multiprocessor_.emplace(head_dim, decode_blocks_per_multiprocessor(head_dim, group)).first;
   }
   return int64_t(found->second) * multiprocessors;
 }
@@ -156,8 +155,8 @@ DecodePlan DecodePlanUploader::upload(const AttendedSpans& spans, int64_t batch,
   DecodeSplit split =
       choose_decode_split(rows, group, max_row_tokens, concurrent_blocks(head_dim, group, multiprocessors));
   if (chunk_tokens > 0) {
-    LOUISKV_REQUIRE(chunk_tokens % decode_tile_tokens == 0 && chunk_tokens <= decode_max_chunk_tokens, op,
-                    "an imposed chunk must be a multiple of 32 tokens, at most 512");
+    LOUISKV_REQUIRE(chunk_tokens % decode_chunk_granule == 0, op,
+                    "an imposed chunk must be a multiple of " + std::to_string(decode_chunk_granule) + " tokens");
     split.chunk_tokens = chunk_tokens;
     split.splits = int(max_row_tokens > 0 ? (max_row_tokens + chunk_tokens - 1) / chunk_tokens : 1);
   }

@@ -11,7 +11,6 @@
 
 #include <cstdint>
 #include <map>
-#include <utility>
 #include <vector>
 
 #include "backend/attended_spans.h"
@@ -39,8 +38,8 @@ class DecodePlanUploader {
   // Checks `spans` (rows, indptr, lengths, pointers), stages and enqueues its upload, picks the
   // split and makes sure the workspace is large enough. rows = batch * kv_heads. Work enqueued
   // on `stream` after this call sees the plan.
-  // `chunk_tokens` > 0 imposes the chunk size (a multiple of 32, at most 512) instead of the
-  // occupancy-based choice: benchmarks sweep it.
+  // `chunk_tokens` > 0 imposes the chunk size (a multiple of decode_chunk_granule) instead of
+  // the occupancy-based choice: benchmarks sweep it.
   DecodePlan upload(const AttendedSpans& spans, int64_t batch, int64_t kv_heads, int64_t query_heads,
                     int64_t head_dim, int multiprocessors, cudaStream_t stream, int chunk_tokens = 0);
   // The kernels reading `plan` are enqueued on `stream`: its device buffer may be refilled once
@@ -74,7 +73,7 @@ class DecodePlanUploader {
   void* workspace_ = nullptr;
   int64_t workspace_bytes_ = 0;
   std::vector<int32_t> row_tokens_;  // reused across calls: no allocation per step
-  std::map<std::pair<int64_t, int64_t>, int> blocks_per_multiprocessor_;
+  std::map<int64_t, int> blocks_per_multiprocessor_;  // by head dim
 };
 
 }  // namespace louiskv::kernels

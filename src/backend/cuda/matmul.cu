@@ -49,11 +49,16 @@ void broadcast_bias(const MatmulParams& params, Out* out, int64_t rows, int64_t 
 
 }  // namespace
 
-int64_t matmul_workspace_bytes(const TensorView& in, const TensorView& weight, int multiprocessors) {
-  if (multiprocessors <= 0 || !weight_streaming_applies(in, weight)) return 0;
-  // Sized as if the streaming kernel ran, so a caller may switch paths without regrowing.
+bool matmul_prefers_weight_streaming(const TensorView& in, const TensorView& weight) {
+  // bench_decode_gemm on an H200, calls back to back: the streaming kernel read Llama-3.1-8B's
+  // qkv and o weights (50 and 34 MB) faster than cuBLAS at batch 1 to 8 (2990-3059 against
+  // 2850-2948 GB/s, 2563-2695 against 2486-2528), and was slower past 8 tokens and on the larger
+  // gate+up and down weights, where cuBLAS reads at 3400-4060 GB/s.
+  if (!weight_streaming_applies(in, weight)) return false;
   const int64_t inner = weight.dim(1);
-  return plan_weight_streaming(in.numel() / inner, inner, weight.dim(0), multiprocessors).workspace_bytes;
+  const int64_t tokens = in.numel() / inner;
+  const int64_t weight_bytes = weight.numel() * int64_t(dtype_size(weight.dtype));
+  return tokens <= 8 && weight_bytes <= (int64_t(64) << 20);
 }
 
 void launch_matmul(const MatmulParams& params, cublasHandle_t cublas, cudaStream_t stream) {
@@ -90,31 +95,21 @@ void launch_matmul(const MatmulParams& params, cublasHandle_t cublas, cudaStream
           "dimensions above 2^31 - 1 are not supported by cuBLAS");
   if (tokens == 0 || columns == 0) return;
 
-  // cuBLAS unless the weight-streaming kernel is asked for: on the H200 (bench_decode_gemm,
-  // Llama-3.1-8B decode shapes, batch 1-32, calls back to back) cuBLAS read the weights at
-  // 2100-4080 GB/s and the streaming kernel at 1090-2410, so the automatic path does not take
-  // it. Its 16-byte loads cover 64 bytes of each of 8 rows per instruction; a version staging
-  // whole-row tiles through shared memory is the next thing to try.
-  bool streaming = false;
-  WeightStreamingPlan plan;
-  if (params.path == MatmulPath::weight_streaming && params.multiprocessors > 0 &&
-      weight_streaming_applies(params.in, params.weight)) {
-    plan = plan_weight_streaming(tokens, inner, columns, params.multiprocessors);
-    streaming = plan.workspace_bytes == 0 ||
-                (params.workspace != nullptr && params.workspace_bytes >= plan.workspace_bytes);
-  }
-  LOUISKV_REQUIRE(streaming || params.path != MatmulPath::weight_streaming, op,
+  const bool streaming_applies = params.multiprocessors > 0 && weight_streaming_applies(params.in, params.weight);
+  LOUISKV_REQUIRE(streaming_applies || params.path != MatmulPath::weight_streaming, op,
                   "the weight-streaming kernel cannot run in (" + params.in.describe() + ") x weight (" +
-                      params.weight.describe() + ") with this workspace");
+                      params.weight.describe() + ")");
+  const bool streaming =
+      streaming_applies && (params.path == MatmulPath::weight_streaming ||
+                            (params.path == MatmulPath::automatic &&
+                             matmul_prefers_weight_streaming(params.in, params.weight)));
   if (streaming) {
     WeightStreamingParams streaming_params;
     streaming_params.out = params.out;
     streaming_params.in = params.in;
     streaming_params.weight = params.weight;
     streaming_params.bias = params.bias;
-    streaming_params.plan = plan;
-    streaming_params.workspace = params.workspace;
-    streaming_params.workspace_bytes = params.workspace_bytes;
+    streaming_params.plan = plan_weight_streaming(tokens, inner, columns, params.multiprocessors);
     launch_matmul_weight_streaming(streaming_params, stream);
     return;
   }

@@ -1,6 +1,6 @@
 // Dense projections: out[T, N] = in[T, K] @ weight[N, K]^T (+ bias[N]), bf16 operands, fp32
-// accumulation, through cuBLAS (CUBLAS_COMPUTE_32F). Decode sizes (T <= 32) may instead run on
-// the weight-streaming kernel (matmul_weight_streaming.h), when asked for.
+// accumulation, through cuBLAS (CUBLAS_COMPUTE_32F) or, for decode sizes (T <= 32), the
+// weight-streaming kernel (matmul_weight_streaming.h) where it measured faster.
 #pragma once
 
 #include <cublas_v2.h>
@@ -11,7 +11,7 @@
 namespace louiskv::kernels {
 
 enum class MatmulPath {
-  automatic,         // the measured faster one for the shape: cuBLAS for now (see matmul.cu)
+  automatic,         // the measured faster one for the shape (see matmul.cu)
   cublas,            // always cuBLAS
   weight_streaming,  // the weight-streaming kernel (fails where it does not apply)
 };
@@ -24,15 +24,12 @@ struct MatmulParams {
   TensorView in;
   TensorView weight;
   TensorView bias;
-  // For the weight-streaming kernel (decode sizes): the device's multiprocessors and a device
-  // workspace of matmul_workspace_bytes() bytes, zeroed once when allocated.
+  // The device's multiprocessors, which the weight-streaming kernel's plan needs (0: cuBLAS only).
   int multiprocessors = 0;
-  void* workspace = nullptr;
-  int64_t workspace_bytes = 0;
   MatmulPath path = MatmulPath::automatic;
 };
-// Workspace bytes the automatic path needs for these views (0 when cuBLAS would run them).
-int64_t matmul_workspace_bytes(const TensorView& in, const TensorView& weight, int multiprocessors);
+// Whether the automatic path runs this product on the weight-streaming kernel.
+bool matmul_prefers_weight_streaming(const TensorView& in, const TensorView& weight);
 void launch_matmul(const MatmulParams& params, cublasHandle_t cublas, cudaStream_t stream);
 
 }  // namespace louiskv::kernels

@@ -1,5 +1,6 @@
 #include "backend/cuda/matmul_weight_streaming.h"
 
+#include <cooperative_groups.h>
 #include <cuda_bf16.h>
 
 #include "backend/cuda/async_copy.cuh"
@@ -11,166 +12,334 @@ namespace louiskv::kernels {
 
 namespace {
 
+namespace cg = cooperative_groups;
+
 constexpr int warps = 4;
 constexpr int threads = warps * 32;
-constexpr int block_rows = warps * 16;  // weight rows (output columns) per block
-constexpr int chunk_k = 32;             // K covered by one 16-byte load of each of 4 lanes
-constexpr int batch_chunks = 4;         // chunks whose loads are issued before any MMA
-constexpr int64_t split_granule = chunk_k * batch_chunks;
-// The split-K counters sit in a region of fixed size at the start of the workspace: every
-// product must find them where the previous ones left them at zero, whatever its own size
-// (a region sized per product would let one product's partial sums land on the next one's
-// counters).
-constexpr int64_t max_split_row_blocks = 65536;
-constexpr int64_t counter_bytes = max_split_row_blocks * int64_t(sizeof(int));
+// K covered by one step: each lane reads two 16-byte pieces of each of its rows, 64 bytes apart,
+// so that one load instruction of the 4 lanes of a row covers 64 contiguous bytes (two whole
+// sectors, each fetched once) and the pair covers 128.
+constexpr int step_k = 64;
+using Overlap = WeightStreamingOverlap;
+
+enum class BiasType : int { none, f32, f16, bf16 };
 
 struct KernelArguments {
   const __nv_bfloat16* in;      // [T, K]
   const __nv_bfloat16* weight;  // [N, K]
-  void* out;                    // [T, N]
+  void* out;                    // [T, N], bf16 or f32
   const void* bias;             // [N] or null
-  float* partial;               // [splits, T, N]
-  int* counters;                // [row blocks]
   int64_t tokens, inner, columns, k_per_split;
-  int splits;
+  int splits;  // blocks of a cluster, one K slice each
+  bool out_f32;
+  BiasType bias_type;
+  Overlap overlap;
 };
 
-// 16 bytes of weights read once: evict-first, so they do not push the inputs out of the caches.
-__device__ __forceinline__ uint4 load_streaming(const __nv_bfloat16* address) {
-  return __ldcs(reinterpret_cast<const uint4*>(address));
+// 16 bytes of weights, read once: no L1 allocation, and a hint that the L2 fetch the next
+// 256 bytes of the row (the following steps read them).
+__device__ __forceinline__ uint4 load_weight(const __nv_bfloat16* address) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(address));
+  return v;
 }
 
-template <class Out, class Bias>
-__device__ __forceinline__ void store_result(const KernelArguments& args, int64_t token, int64_t column, float value) {
-  if (args.bias) value += to_float(static_cast<const Bias*>(args.bias)[column]);
-  static_cast<Out*>(args.out)[token * args.columns + column] = from_float<Out>(value);
+__device__ __forceinline__ uint4 load_input(const __nv_bfloat16* address) {
+  return __ldg(reinterpret_cast<const uint4*>(address));
 }
 
-// D[n, t] = sum_k W[n, k] X[t, k] with W as the MMA's A operand (16 rows per warp) and X^T as B
-// (8 tokens per n-tile). The order of k inside a fragment does not matter as long as A and B
-// agree, so lane (g, c) takes 8 consecutive k of row g (and g + 8) and of token g with one
-// 16-byte load each, and hands words 2j, 2j + 1 to k-step j.
-template <int token_tiles, class Out, class Bias>
-__global__ void __launch_bounds__(threads) weight_streaming_kernel(const KernelArguments args) {
+// Asks the L2 to fetch `bytes` (a multiple of 16) from `address` (16-byte aligned), without
+// waiting. A prefetch is only a hint: the L2 is where every write to global memory lands, so a
+// line it fetches early can never be older than what a later load must see.
+__device__ __forceinline__ void prefetch_l2(const void* address, uint32_t bytes) {
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(address), "r"(bytes) : "memory");
+}
+
+// One 64-wide K step. The order of k inside an MMA does not matter as long as both operands
+// agree: lane (g, c) holds k [8c, 8c + 8) and [32 + 8c, 32 + 8c + 8) of weight rows g and g + 8
+// and of token g (pieces 0 and 1), and k-step j takes its values 4j .. 4j + 3 (words 2j and
+// 2j + 1 of the pair) as the fragment columns 2c, 2c + 1 and 2c + 8, 2c + 9.
+template <int m_tiles, int token_tiles>
+__device__ __forceinline__ void multiply_step(float (&accumulator)[m_tiles][token_tiles][4],
+                                              const uint4 (&a)[m_tiles][2][2], const uint4 (&b)[token_tiles][2]) {
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const int piece = j / 2;
+    const int word = (j % 2) * 2;
+#pragma unroll
+    for (int m = 0; m < m_tiles; ++m) {
+      const uint32_t* low = reinterpret_cast<const uint32_t*>(&a[m][0][piece]);
+      const uint32_t* high = reinterpret_cast<const uint32_t*>(&a[m][1][piece]);
+      const uint32_t fragment[4] = {low[word], high[word], low[word + 1], high[word + 1]};
+#pragma unroll
+      for (int n = 0; n < token_tiles; ++n) {
+        const uint32_t* columns = reinterpret_cast<const uint32_t*>(&b[n][piece]);
+        mma_bf16_16x8x16(accumulator[m][n], fragment, columns[word], columns[word + 1]);
+      }
+    }
+  }
+}
+
+__device__ __forceinline__ void store_output(const KernelArguments& args, int64_t token, int64_t column, float value) {
+  switch (args.bias_type) {
+    case BiasType::f32: value += static_cast<const float*>(args.bias)[column]; break;
+    case BiasType::f16: value += __half2float(static_cast<const __half*>(args.bias)[column]); break;
+    case BiasType::bf16: value += __bfloat162float(static_cast<const __nv_bfloat16*>(args.bias)[column]); break;
+    case BiasType::none: break;
+  }
+  const int64_t index = token * args.columns + column;
+  if (args.out_f32) {
+    static_cast<float*>(args.out)[index] = value;
+  } else {
+    static_cast<__nv_bfloat16*>(args.out)[index] = __float2bfloat16_rn(value);
+  }
+}
+
+// Block (split, row block) of a cluster of `splits` blocks along x: weight rows
+// [row block * block_rows, + block_rows) over K slice `split`. D[n, t] = sum_k W[n, k] X[t, k]
+// with W as the MMA's A operand (16 rows per tile) and X^T as B (8 tokens per tile). Rows past
+// N and tokens past T read the last valid row or token (clamped addresses, no branches in the
+// loop); their sums are never stored.
+// Where the staged input slice keeps 16-byte piece q of a token row: XORed with the row's low 3
+// bits inside each group of 8, so that the 8 rows a quarter-warp reads fall on distinct banks.
+__device__ __forceinline__ int staged_piece(int row, int q) { return (q & ~7) | ((q ^ row) & 7); }
+
+template <int token_tiles, int m_tiles, int unroll, bool staged>
+__global__ void __launch_bounds__(threads) weight_streaming_kernel(const __grid_constant__ KernelArguments args) {
+  constexpr int block_rows = warps * 16 * m_tiles;
+  // With `staged`, the block's input slice [token_tiles * 8][k_per_split] bf16, read from global
+  // memory once instead of by every warp through L1.
+  extern __shared__ uint4 staged_input[];
+  // Partial sums [tokens][block rows]; the padding puts the 4 column pairs of a fragment on
+  // different banks.
+  constexpr int pitch = block_rows + 4;
+  __shared__ float partial[token_tiles * 8 * pitch];
+
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   const int g = lane / 4;
   const int c = lane % 4;
-  const int64_t row_block = blockIdx.x;
-  const int split = blockIdx.y;
-  const int64_t row0 = row_block * block_rows + warp * 16 + g;
-  const int64_t row1 = row0 + 8;
-  const bool row0_valid = row0 < args.columns;
-  const bool row1_valid = row1 < args.columns;
+  const int split = blockIdx.x;
+  const int64_t block_first_row = int64_t(blockIdx.y) * block_rows;
+  const int64_t warp_first_row = block_first_row + warp * 16 * m_tiles;
   const int64_t k_begin = int64_t(split) * args.k_per_split;
   const int64_t k_end = min(args.inner, k_begin + args.k_per_split);
-  const __nv_bfloat16* w0 = args.weight + (row0_valid ? row0 : 0) * args.inner + c * 8;
-  const __nv_bfloat16* w1 = args.weight + (row1_valid ? row1 : 0) * args.inner + c * 8;
 
-  float accumulator[token_tiles][4];
+  const __nv_bfloat16* w[m_tiles][2];
 #pragma unroll
-  for (int t = 0; t < token_tiles; ++t) accumulator[t][0] = accumulator[t][1] = accumulator[t][2] = accumulator[t][3] = 0.0f;
-
-  const uint4 zero{0u, 0u, 0u, 0u};
-  for (int64_t k = k_begin; k < k_end; k += split_granule) {
-    uint4 a0[batch_chunks], a1[batch_chunks], x[batch_chunks][token_tiles];
+  for (int m = 0; m < m_tiles; ++m) {
 #pragma unroll
-    for (int u = 0; u < batch_chunks; ++u) {
-      const int64_t kc = k + u * chunk_k;
-      const bool in_range = kc < k_end;
-      a0[u] = in_range && row0_valid ? load_streaming(w0 + kc) : zero;
-      a1[u] = in_range && row1_valid ? load_streaming(w1 + kc) : zero;
-#pragma unroll
-      for (int t = 0; t < token_tiles; ++t) {
-        const int64_t token = t * 8 + g;
-        x[u][t] = in_range && token < args.tokens
-                      ? __ldg(reinterpret_cast<const uint4*>(args.in + token * args.inner + kc + c * 8))
-                      : zero;
-      }
-    }
-#pragma unroll
-    for (int u = 0; u < batch_chunks; ++u) {
-#pragma unroll
-      for (int j = 0; j < 2; ++j) {
-        const uint32_t* p0 = reinterpret_cast<const uint32_t*>(&a0[u]);
-        const uint32_t* p1 = reinterpret_cast<const uint32_t*>(&a1[u]);
-        const uint32_t a[4] = {p0[2 * j], p1[2 * j], p0[2 * j + 1], p1[2 * j + 1]};
-#pragma unroll
-        for (int t = 0; t < token_tiles; ++t) {
-          const uint32_t* b = reinterpret_cast<const uint32_t*>(&x[u][t]);
-          mma_bf16_16x8x16(accumulator[t], a, b[2 * j], b[2 * j + 1]);
-        }
-      }
+    for (int h = 0; h < 2; ++h) {
+      const int64_t row = min(warp_first_row + 16 * m + 8 * h + g, args.columns - 1);
+      w[m][h] = args.weight + row * args.inner + 8 * c;
     }
   }
-
-  // Accumulator element e of token tile t: row (e < 2 ? row0 : row1), token t * 8 + 2c + e % 2.
-  if (args.splits == 1) {
+  if (args.overlap != Overlap::none) {
+    // While the previous kernel drains: the first two batches of each of the block's rows.
+    const int64_t row = block_first_row + threadIdx.x;
+    if (threadIdx.x < block_rows && row < args.columns) {
+      const int64_t bytes = min(k_end - k_begin, int64_t(2 * unroll * step_k)) * int64_t(sizeof(__nv_bfloat16));
+      prefetch_l2(args.weight + row * args.inner + k_begin, uint32_t(bytes));
+    }
+  }
+  wait_for_previous_grid();
+  // The next kernel's blocks may now take the slots this grid leaves free.
+  if (args.overlap == Overlap::early) allow_next_grid();
+  const __nv_bfloat16* x[token_tiles];
 #pragma unroll
-    for (int t = 0; t < token_tiles; ++t) {
+  for (int n = 0; n < token_tiles; ++n) {
+    const int64_t token = min(int64_t(8 * n + g), args.tokens - 1);
+    x[n] = args.in + token * args.inner + 8 * c;
+  }
+  const int pieces_per_row = int(args.k_per_split / 8);
+  if constexpr (staged) {
+    // Rows past T are never loaded: their garbage only reaches sums that are never stored.
+    const int slice_pieces = int((k_end - k_begin) / 8);
+    for (int i = threadIdx.x; i < int(args.tokens) * slice_pieces; i += threads) {
+      const int row = i / slice_pieces;
+      const int q = i % slice_pieces;
+      copy_async_16(&staged_input[row * pieces_per_row + staged_piece(row, q)],
+                    args.in + int64_t(row) * args.inner + k_begin + 8 * q, true);
+    }
+    copy_async_commit();
+  }
+  // Piece p of step `at` (absolute k) of token tile n for this lane.
+  auto input_piece = [&](int n, int64_t at, int p) {
+    if constexpr (staged) {
+      const int row = 8 * n + g;
+      const int q = int((at - k_begin) / 8) + c + 4 * p;
+      return staged_input[row * pieces_per_row + staged_piece(row, q)];
+    } else {
+      return load_input(x[n] + at + 32 * p);
+    }
+  };
+
+  float accumulator[m_tiles][token_tiles][4];
+#pragma unroll
+  for (int m = 0; m < m_tiles; ++m)
+#pragma unroll
+    for (int n = 0; n < token_tiles; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) accumulator[m][n][e] = 0.0f;
+
+  // Batches of `unroll` steps: the weight loads of the next batch are issued at the end of the
+  // loop body, once this batch's MMAs have consumed their registers, and the loop edge keeps
+  // them together (left in one block with their MMAs, the compiler interleaves each load with
+  // its MMA, leaving only a few loads in flight per warp).
+  int64_t k = k_begin;
+  const int64_t batch_k = int64_t(unroll) * step_k;
+  const int64_t full_end = k_begin + (k_end - k_begin) / batch_k * batch_k;
+  uint4 a[unroll][m_tiles][2][2];
+  {
+    auto load_batch = [&](int64_t at) {
+#pragma unroll
+      for (int u = 0; u < unroll; ++u)
+#pragma unroll
+        for (int m = 0; m < m_tiles; ++m)
+#pragma unroll
+          for (int h = 0; h < 2; ++h)
+#pragma unroll
+            for (int p = 0; p < 2; ++p) a[u][m][h][p] = load_weight(w[m][h] + at + u * step_k + 32 * p);
+    };
+    if (k < full_end) load_batch(k);
+    if constexpr (staged) {
+      copy_async_wait<0>();  // after the first weight loads are on their way
+      __syncthreads();
+    }
+    for (; k < full_end; k += batch_k) {
+#pragma unroll
+      for (int u = 0; u < unroll; ++u) {
+        uint4 b[token_tiles][2];
+#pragma unroll
+        for (int n = 0; n < token_tiles; ++n)
+#pragma unroll
+          for (int p = 0; p < 2; ++p) b[n][p] = input_piece(n, k + u * step_k, p);
+        multiply_step(accumulator, a[u], b);
+      }
+      if (k + batch_k < full_end) load_batch(k + batch_k);
+    }
+  }
+  // The slice's last steps one at a time; K is a multiple of 32, so the very last may be half a
+  // step, whose second pieces every lane skips (zeros add nothing).
+  for (; k < k_end; k += step_k) {
+    const bool second = k + 32 < k_end;
+    const uint4 zero{0u, 0u, 0u, 0u};
+    uint4 step_a[m_tiles][2][2];
+    uint4 step_b[token_tiles][2];
+#pragma unroll
+    for (int m = 0; m < m_tiles; ++m)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int p = 0; p < 2; ++p) step_a[m][h][p] = p == 0 || second ? load_weight(w[m][h] + k + 32 * p) : zero;
+#pragma unroll
+    for (int n = 0; n < token_tiles; ++n)
+#pragma unroll
+      for (int p = 0; p < 2; ++p) step_b[n][p] = p == 0 || second ? input_piece(n, k, p) : zero;
+    multiply_step(accumulator, step_a, step_b);
+  }
+
+  // Accumulator element e of (m, n): weight row 16m + g (+ 8 for e >= 2), token 8n + 2c + e % 2.
+#pragma unroll
+  for (int m = 0; m < m_tiles; ++m) {
+#pragma unroll
+    for (int n = 0; n < token_tiles; ++n) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int64_t row = e < 2 ? row0 : row1;
-        const int64_t token = t * 8 + 2 * c + (e % 2);
-        if (row < args.columns && token < args.tokens) store_result<Out, Bias>(args, token, row, accumulator[t][e]);
+        const int row = warp * 16 * m_tiles + 16 * m + g + 8 * (e / 2);
+        const int token = 8 * n + 2 * c + (e % 2);
+        partial[token * pitch + row] = accumulator[m][n][e];
       }
     }
-    return;
   }
-
-  float* partial = args.partial + int64_t(split) * args.tokens * args.columns;
-#pragma unroll
-  for (int t = 0; t < token_tiles; ++t) {
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int64_t row = e < 2 ? row0 : row1;
-      const int64_t token = t * 8 + 2 * c + (e % 2);
-      if (row < args.columns && token < args.tokens) partial[token * args.columns + row] = accumulator[t][e];
-    }
+  // Each block of the cluster sums its share of the outputs over every block's partial sums, in
+  // rank order (the same bits on every run), and the cluster waits until all have read.
+  cg::cluster_group cluster = cg::this_cluster();
+  if (args.splits > 1) {
+    cluster.sync();
+  } else {
+    __syncthreads();
   }
-  // The last block of this row range to finish sums the splits' partials (the classic
-  // threadfence reduction): its fence orders its reads after every other block's writes.
-  __threadfence();
-  __syncthreads();
-  __shared__ bool last;
-  if (threadIdx.x == 0) last = atomicAdd(&args.counters[row_block], 1) == args.splits - 1;
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
-  const int64_t first_row = row_block * block_rows;
-  for (int index = threadIdx.x; index < block_rows * args.tokens; index += threads) {
-    const int64_t row = first_row + index % block_rows;
-    const int64_t token = index / block_rows;
-    if (row >= args.columns) continue;
+  const int total = int(args.tokens) * block_rows;
+  const int share = (total + args.splits - 1) / args.splits;
+  const int end = min(total, (split + 1) * share);
+  for (int index = split * share + int(threadIdx.x); index < end; index += threads) {
+    const int token = index / block_rows;
+    const int row = index % block_rows;
+    const int64_t column = block_first_row + row;
+    if (column >= args.columns) continue;
     float sum = 0.0f;
-    for (int s = 0; s < args.splits; ++s) sum += __ldcg(args.partial + (int64_t(s) * args.tokens + token) * args.columns + row);
-    store_result<Out, Bias>(args, token, row, sum);
+    if (args.splits == 1) {
+      sum = partial[token * pitch + row];
+    } else {
+#pragma unroll
+      for (int rank = 0; rank < weight_streaming_max_splits; ++rank) {
+        if (rank < args.splits) sum += cluster.map_shared_rank(&partial[0], rank)[token * pitch + row];
+      }
+    }
+    store_output(args, token, column, sum);
   }
-  if (threadIdx.x == 0) args.counters[row_block] = 0;  // ready for the next launch
+  if (args.splits > 1) cluster.sync();  // no block leaves while another reads its partial sums
 }
 
-int row_blocks_of(int64_t columns) { return int((columns + block_rows - 1) / block_rows); }
+template <int token_tiles, int m_tiles, int unroll, bool staged>
+void launch_kernel(const KernelArguments& args, dim3 grid, cudaStream_t stream) {
+  auto kernel = weight_streaming_kernel<token_tiles, m_tiles, unroll, staged>;
+  const size_t shared = staged ? size_t(token_tiles * 8) * size_t(args.k_per_split) * sizeof(__nv_bfloat16) : 0;
+  // The static partial sums and the staged slice together can pass the default 48 KB even when
+  // the slice alone does not: a staged launch always opts in to its size (cheap, keeps no state).
+  if (staged) {
+    LOUISKV_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared)));
+  }
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = dim3(threads);
+  config.dynamicSmemBytes = shared;
+  config.stream = stream;
+  cudaLaunchAttribute attributes[2]{};
+  unsigned count = 0;
+  if (args.splits > 1) {
+    attributes[count].id = cudaLaunchAttributeClusterDimension;
+    attributes[count].val.clusterDim.x = unsigned(args.splits);
+    attributes[count].val.clusterDim.y = 1;
+    attributes[count].val.clusterDim.z = 1;
+    ++count;
+  }
+  if (args.overlap != Overlap::none) {
+    attributes[count].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attributes[count].val.programmaticStreamSerializationAllowed = 1;
+    ++count;
+  }
+  config.attrs = attributes;
+  config.numAttrs = count;
+  LOUISKV_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, args));
+}
 
-template <int token_tiles, class Out>
-void launch_with_out(const KernelArguments& args, const TensorView& bias, dim3 grid, cudaStream_t stream) {
-  switch (bias.empty() ? DType::f32 : bias.dtype) {
-    case DType::f32: weight_streaming_kernel<token_tiles, Out, float><<<grid, threads, 0, stream>>>(args); break;
-    case DType::f16: weight_streaming_kernel<token_tiles, Out, __half><<<grid, threads, 0, stream>>>(args); break;
-    case DType::bf16:
-      weight_streaming_kernel<token_tiles, Out, __nv_bfloat16><<<grid, threads, 0, stream>>>(args);
-      break;
-    case DType::i32: break;  // rejected by the checks
+template <int token_tiles, bool staged>
+void launch_for_shape(const KernelArguments& args, const WeightStreamingPlan& plan, dim3 grid, cudaStream_t stream) {
+  if (plan.m_tiles == 1) {
+    if (plan.unroll == 2) launch_kernel<token_tiles, 1, 2, staged>(args, grid, stream);
+    else launch_kernel<token_tiles, 1, 4, staged>(args, grid, stream);
+  } else {
+    if (plan.unroll == 2) launch_kernel<token_tiles, 2, 2, staged>(args, grid, stream);
+    else launch_kernel<token_tiles, 2, 4, staged>(args, grid, stream);
   }
 }
 
 template <int token_tiles>
-void launch_with_tiles(const KernelArguments& args, const TensorView& out, const TensorView& bias, dim3 grid,
-                       cudaStream_t stream) {
-  if (out.dtype == DType::bf16) {
-    launch_with_out<token_tiles, __nv_bfloat16>(args, bias, grid, stream);
+void launch_for_tokens(const KernelArguments& args, const WeightStreamingPlan& plan, dim3 grid, cudaStream_t stream) {
+  if (plan.stage_input) {
+    launch_for_shape<token_tiles, true>(args, plan, grid, stream);
   } else {
-    launch_with_out<token_tiles, float>(args, bias, grid, stream);
+    launch_for_shape<token_tiles, false>(args, plan, grid, stream);
   }
+}
+
+// Shared memory the staged input slice of a plan takes.
+int64_t staged_bytes(int64_t tokens, const WeightStreamingPlan& plan) {
+  return (tokens + 7) / 8 * 8 * plan.k_per_split * int64_t(sizeof(__nv_bfloat16));
 }
 
 }  // namespace
@@ -178,47 +347,58 @@ void launch_with_tiles(const KernelArguments& args, const TensorView& out, const
 bool weight_streaming_applies(const TensorView& in, const TensorView& weight) {
   if (in.rank < 1 || weight.rank != 2 || in.dtype != DType::bf16 || weight.dtype != DType::bf16) return false;
   const int64_t inner = weight.dim(1);
-  if (inner == 0 || in.dim(-1) != inner || inner % chunk_k != 0) return false;
+  if (inner == 0 || in.dim(-1) != inner || inner % 32 != 0) return false;
   const int64_t tokens = in.numel() / inner;
-  return tokens >= 1 && tokens <= weight_streaming_max_tokens &&
+  return tokens >= 1 && tokens <= weight_streaming_max_tokens && weight.dim(0) >= 1 &&
          ((reinterpret_cast<uintptr_t>(in.data) | reinterpret_cast<uintptr_t>(weight.data)) & 15) == 0;
 }
 
-WeightStreamingPlan plan_weight_streaming(int64_t tokens, int64_t inner, int64_t columns, int multiprocessors) {
+WeightStreamingPlan plan_weight_streaming(int64_t inner, int m_tiles, int unroll, int splits, bool stage_input) {
   WeightStreamingPlan plan;
-  const int64_t row_blocks = row_blocks_of(columns);
-  // Block slots of the whole GPU. The kernel needs about 70 registers a thread and no shared
-  // memory, so 7 to 9 blocks fit a multiprocessor; counting 6 errs towards a grid that is
-  // resident at once (a second, partial wave would idle most of the GPU).
-  const int64_t slots = int64_t(multiprocessors) * 6;
-  // Partial sums stay well below the weights: at most an eighth of their bytes.
-  int64_t max_splits = inner / (16 * tokens);
-  const int64_t granules = (inner + split_granule - 1) / split_granule;  // K in steps of 128
-  if (max_splits > granules) max_splits = granules;
-  if (max_splits > 64) max_splits = 64;
-  if (max_splits < 1) max_splits = 1;
-  double best_score = -1.0;
-  for (int64_t splits = 1; splits <= max_splits; ++splits) {
-    const int64_t k_per_split = (granules + splits - 1) / splits * split_granule;
-    const int64_t real_splits = (inner + k_per_split - 1) / k_per_split;
-    if (real_splits != splits) continue;
-    const int64_t blocks = row_blocks * splits;
-    const int64_t waves = (blocks + slots - 1) / slots;
-    // The share of block slots busy over the run; more splits must earn their partial sums.
-    const double score = double(blocks) / double(waves * slots);
-    if (score > best_score + 0.05) {
-      best_score = score;
-      plan.splits = int(splits);
-      plan.k_per_split = k_per_split;
+  plan.stage_input = stage_input;
+  plan.m_tiles = m_tiles == 2 ? 2 : 1;
+  plan.unroll = unroll == 2 ? 2 : 4;
+  const int64_t steps = (inner + step_k - 1) / step_k;
+  int64_t wanted = splits < 1 ? 1 : splits;
+  if (wanted > weight_streaming_max_splits) wanted = weight_streaming_max_splits;
+  if (wanted > steps) wanted = steps;
+  plan.k_per_split = (steps + wanted - 1) / wanted * step_k;
+  plan.splits = int((inner + plan.k_per_split - 1) / plan.k_per_split);
+  return plan;
+}
+
+WeightStreamingPlan plan_weight_streaming(int64_t tokens, int64_t inner, int64_t columns, int multiprocessors) {
+  // From bench_decode_gemm's sweeps on an H200 (Llama-3.1-8B shapes, batch 1 to 32, calls back
+  // to back): a block's throughput is bound by its loads in flight, so K is split over a cluster
+  // until the grid has about two blocks per multiprocessor, choosing between 64- and 128-row
+  // blocks the grid closest to that (128 on a tie: the input is then read half as often); then
+  // the launch overlaps the previous kernel, which gained 3-6% on such grids (and lost on larger
+  // ones). 2 steps of loads in flight up to 8 tokens; 4 beyond, with the input slice staged in
+  // shared memory where it fits (there cuBLAS was faster on these shapes all the same).
+  const int64_t wanted_blocks = 2 * int64_t(multiprocessors > 0 ? multiprocessors : 1);
+  int best_m_tiles = 2, best_splits = 1;
+  int64_t best_blocks = 0;
+  for (int m_tiles : {2, 1}) {
+    const int64_t row_blocks = (columns + 64 * m_tiles - 1) / (64 * m_tiles);
+    for (int splits : {1, 2, 4}) {
+      const int64_t blocks = row_blocks * splits;
+      if (blocks <= wanted_blocks && blocks > best_blocks) {
+        best_blocks = blocks;
+        best_m_tiles = m_tiles;
+        best_splits = splits;
+      }
     }
   }
-  if (plan.k_per_split == 0 || row_blocks > max_split_row_blocks) {
-    plan.splits = 1;
-    plan.k_per_split = granules * split_granule;
-  }
-  plan.workspace_bytes =
-      plan.splits > 1 ? counter_bytes + int64_t(plan.splits) * tokens * columns * int64_t(sizeof(float)) : 0;
+  const int unroll = tokens <= 8 ? 2 : 4;
+  WeightStreamingPlan plan = plan_weight_streaming(inner, best_m_tiles, unroll, best_splits, tokens > 8);
+  if (plan.stage_input && staged_bytes(tokens, plan) > weight_streaming_max_staged_bytes) plan.stage_input = false;
+  // best_blocks == 0: even one 128-row block per row range is more than the wanted grid.
+  plan.overlap = best_blocks > 0 && tokens <= 8 ? WeightStreamingOverlap::early : WeightStreamingOverlap::none;
   return plan;
+}
+
+int64_t weight_streaming_staged_bytes(int64_t tokens, const WeightStreamingPlan& plan) {
+  return plan.stage_input ? staged_bytes(tokens, plan) : 0;
 }
 
 void launch_matmul_weight_streaming(const WeightStreamingParams& params, cudaStream_t stream) {
@@ -229,40 +409,51 @@ void launch_matmul_weight_streaming(const WeightStreamingParams& params, cudaStr
   const int64_t inner = params.weight.dim(1);
   const int64_t tokens = params.in.numel() / inner;
   const int64_t columns = params.weight.dim(0);
-  LOUISKV_REQUIRE(params.plan.splits >= 1 && params.plan.k_per_split % split_granule == 0 &&
-                      params.plan.k_per_split * params.plan.splits >= inner,
-                  op, "invalid split of K (a bug in the caller's plan)");
-  LOUISKV_REQUIRE(params.plan.splits == 1 || (params.workspace != nullptr &&
-                                              params.workspace_bytes >= params.plan.workspace_bytes),
-                  op, "workspace too small for the split of K");
-  require_grid_dimension(params.plan.splits, 65535, op, "the split of K");
+  const WeightStreamingPlan& plan = params.plan;
+  LOUISKV_REQUIRE(plan.splits >= 1 && plan.splits <= weight_streaming_max_splits && plan.k_per_split > 0 &&
+                      plan.k_per_split % step_k == 0 && plan.k_per_split * plan.splits >= inner &&
+                      (plan.splits - 1) * plan.k_per_split < inner && (plan.m_tiles == 1 || plan.m_tiles == 2) &&
+                      (plan.unroll == 2 || plan.unroll == 4),
+                  op, "invalid weight-streaming plan (a bug in the caller)");
+  LOUISKV_REQUIRE(!plan.stage_input || staged_bytes(tokens, plan) <= weight_streaming_max_staged_bytes, op,
+                  "the plan stages " + std::to_string(staged_bytes(tokens, plan)) +
+                      " bytes of input per block, over the limit (a bug in the caller)");
+  LOUISKV_REQUIRE(params.out.numel() == tokens * columns && (params.out.dtype == DType::bf16 || params.out.dtype == DType::f32),
+                  op, "out (" + params.out.describe() + ") must hold " + std::to_string(tokens) + " rows of " +
+                          std::to_string(columns) + " bf16 or f32 values");
+  const int64_t row_blocks = (columns + 64 * plan.m_tiles - 1) / (64 * plan.m_tiles);
+  require_grid_dimension(row_blocks, 65535, op, "the weight rows");
 
   KernelArguments args{};
   args.in = params.in.as<const __nv_bfloat16>();
   args.weight = params.weight.as<const __nv_bfloat16>();
   args.out = params.out.data;
   args.bias = params.bias.empty() ? nullptr : params.bias.data;
-  const int64_t row_blocks = row_blocks_of(columns);
-  LOUISKV_REQUIRE(params.plan.splits == 1 || row_blocks <= max_split_row_blocks, op,
-                  "too many output columns for a split of K");
-  args.counters = static_cast<int*>(params.workspace);
-  args.partial = params.workspace ? reinterpret_cast<float*>(static_cast<char*>(params.workspace) + counter_bytes)
-                                  : nullptr;
   args.tokens = tokens;
   args.inner = inner;
   args.columns = columns;
-  args.k_per_split = params.plan.k_per_split;
-  args.splits = params.plan.splits;
-  dim3 grid(unsigned(row_blocks), unsigned(params.plan.splits));
+  args.k_per_split = plan.k_per_split;
+  args.splits = plan.splits;
+  args.out_f32 = params.out.dtype == DType::f32;
+  args.bias_type = BiasType::none;
+  if (!params.bias.empty()) {
+    switch (params.bias.dtype) {
+      case DType::f32: args.bias_type = BiasType::f32; break;
+      case DType::f16: args.bias_type = BiasType::f16; break;
+      case DType::bf16: args.bias_type = BiasType::bf16; break;
+      case DType::i32: fail(op, "bias (" + params.bias.describe() + ") must be f32, f16 or bf16");
+    }
+  }
+  const dim3 grid(unsigned(plan.splits), unsigned(row_blocks));
+  args.overlap = plan.overlap;
   const int64_t token_tiles = (tokens + 7) / 8;
   if (token_tiles == 1) {
-    launch_with_tiles<1>(args, params.out, params.bias, grid, stream);
+    launch_for_tokens<1>(args, plan, grid, stream);
   } else if (token_tiles == 2) {
-    launch_with_tiles<2>(args, params.out, params.bias, grid, stream);
+    launch_for_tokens<2>(args, plan, grid, stream);
   } else {
-    launch_with_tiles<4>(args, params.out, params.bias, grid, stream);
+    launch_for_tokens<4>(args, plan, grid, stream);
   }
-  LOUISKV_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace louiskv::kernels
