@@ -144,6 +144,12 @@ TEST(Cli, EachBadInputGivesOneClearErrorAndANonZeroExit) {
       {"unknown policy", "", "run -m MODEL -p hi --kv nonsense", 2, "--kv"},
       {"unknown flag", "", "run -m MODEL -p hi --frobnicate", 2, "frobnicate"},
       {"missing prompt file", "", "run -m MODEL -f /nonexistent/prompt.txt", 3, "/nonexistent/prompt.txt"},
+      {"fidelity without text", "", "eval fidelity --device cpu -m MODEL", 2, "give the text with -f FILE"},
+      {"generate and a text file", "", "eval fidelity --device cpu -m MODEL -p hi --generate 4 -f text.txt", 2, "leave out -f"},
+      {"generate without a prompt", "", "eval fidelity --device cpu -m MODEL --generate 4", 2,
+       "exactly one of -p TEXT and --prompt-file FILE"},
+      {"raas budget below a page", "", "eval fidelity --device cpu -m MODEL -p hi --generate 4 --kv raas --budget 8", 2,
+       "below one page (raas_page_tokens 16)"},
   };
   for (const auto& test_case : cases) {
     SCOPED_TRACE(test_case.name);
