@@ -9,7 +9,7 @@
 namespace louiskv {
 
 struct KvConfig {
-  // Policy name: full, streaming, h2o, quest, arkvale, clusterkv, louiskv (raas later).
+  // Policy name: full, streaming, h2o, quest, arkvale, clusterkv, raas, louiskv.
   std::string policy = "full";
   // Tokens attended per KV head per step, sinks and window included. `full` ignores it.
   int64_t budget = 2048;
@@ -42,6 +42,14 @@ struct KvConfig {
 
   // ClusterKV
   int64_t clusterkv_cluster_tokens = 16;
+
+  // RaaS (docs/raas.md)
+  // Tokens per page (Quest's 16): RaaS keeps and drops whole pages.
+  int64_t raas_page_tokens = 16;
+  // A page's timestamp is refreshed on each step where, for some query head of the group, its
+  // most attended token draws at least this share of the attention of the head's most attended
+  // token. Relative to the step's maximum, so that one value means the same at every budget.
+  double raas_importance_ratio = 0.5;
 
   uint64_t seed = 0;  // K-means initialisation
 };

@@ -60,6 +60,10 @@ void add_kv_options(CLI::App& command, KvConfig& config) {
       ->check(CLI::IsMember({"sphere", "box"}));
   command.add_option("--clusterkv-cluster-tokens", config.clusterkv_cluster_tokens, "ClusterKV tokens per cluster")
       ->check(CLI::PositiveNumber);
+  command.add_option("--raas-page-tokens", config.raas_page_tokens, "RaaS page size")->check(CLI::PositiveNumber);
+  command.add_option("--raas-importance-ratio", config.raas_importance_ratio,
+                     "RaaS: refresh a page whose top token draws at least this share of the top token's attention")
+      ->check(CLI::Range(0.0, 1.0));
   command.add_option("--kv-seed", config.seed, "seed of K-means initialisation");
 }
 

@@ -40,9 +40,9 @@ CommandRunner add_eval_command(CLI::App& app) {
   struct Options {
     ModelOptions model;
     KvConfig kv;
-    std::string prompts_file, text_file;
+    std::string prompts_file, text_file, prompt, prompt_file;
     double text_from = 0.0;
-    int64_t context = 8192, steps = 256, answer_tokens = 8, limit = 0;
+    int64_t context = 8192, steps = 256, answer_tokens = 8, limit = 0, generate = 0;
     bool json = false;
   };
   auto options = std::make_shared<Options>();
@@ -63,10 +63,15 @@ CommandRunner add_eval_command(CLI::App& app) {
   CLI::App* perplexity = command->add_subcommand("perplexity", "perplexity of the continuation under the policy");
   for (CLI::App* sub : {fidelity, perplexity}) {
     common(sub);
-    sub->add_option("-f,--file", options->text_file, "text file (plain, or JSON with a \"text\" field)")->required();
+    sub->add_option("-f,--file", options->text_file, "text file (plain, or JSON with a \"text\" field)");
     sub->add_option("--text-from", options->text_from, "skip this share of the text (0.9: its last 10%)");
     sub->add_option("--context", options->context, "context tokens before the measured steps")->check(CLI::PositiveNumber);
     sub->add_option("--steps", options->steps, "decode steps measured")->check(CLI::PositiveNumber);
+    sub->add_option("-p,--prompt", options->prompt, "with --generate: the prompt text");
+    sub->add_option("--prompt-file", options->prompt_file, "with --generate: a file holding the prompt");
+    sub->add_option("--generate", options->generate,
+                    "measure on the full cache's greedy continuation of the prompt, this many tokens")
+        ->check(CLI::PositiveNumber);
   }
 
   return [options, passkey, fidelity, perplexity]() {
@@ -105,12 +110,36 @@ CommandRunner add_eval_command(CLI::App& app) {
       return 0;
     }
     const bool with_full = fidelity->parsed();
-    const std::string text = load_evaluation_text(options->text_file, options->text_from);
-    const auto tokens = engine.tokenizer().encode(text, true);
-    FidelityReport report = evaluate_teacher_forced(engine, options->kv, tokens, options->context, options->steps, with_full,
+    std::vector<int32_t> tokens;
+    int64_t context = options->context, steps = options->steps;
+    if (options->generate > 0) {
+      // The continuation is the full cache's own greedy output; both runs are fed prompt + it.
+      if (!options->text_file.empty() || parsed->count("--context") > 0 || parsed->count("--steps") > 0) {
+        throw_error(ErrorKind::invalid_input, "--generate takes its text from -p/--prompt-file and its steps from N: "
+                                              "leave out -f, --context and --steps");
+      }
+      if (options->prompt.empty() == options->prompt_file.empty()) {
+        throw_error(ErrorKind::invalid_input, "--generate needs the prompt from exactly one of -p TEXT and --prompt-file FILE");
+      }
+      const std::string prompt = options->prompt_file.empty() ? options->prompt : read_text_file(options->prompt_file);
+      const auto prompt_tokens = engine.tokenizer().encode(prompt, true);
+      tokens = with_greedy_continuation(engine, prompt_tokens, options->generate);
+      context = int64_t(prompt_tokens.size());
+      steps = options->generate;
+    } else {
+      if (options->text_file.empty()) {
+        throw_error(ErrorKind::invalid_input, "give the text with -f FILE, or a prompt (-p/--prompt-file) with --generate N");
+      }
+      if (!options->prompt.empty() || !options->prompt_file.empty()) {
+        throw_error(ErrorKind::invalid_input, "-p and --prompt-file go with --generate N");
+      }
+      tokens = engine.tokenizer().encode(load_evaluation_text(options->text_file, options->text_from), true);
+    }
+    FidelityReport report = evaluate_teacher_forced(engine, options->kv, tokens, context, steps, with_full,
                                                     progress_line(with_full ? "fidelity" : "perplexity"));
     nlohmann::json document = fidelity_json(report, options->kv, with_full);
     document["task"] = with_full ? "fidelity" : "perplexity";
+    if (options->generate > 0) document["generated"] = options->generate;
     if (options->json) {
       print_json(document);
     } else {

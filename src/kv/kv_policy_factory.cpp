@@ -22,6 +22,7 @@ const std::vector<std::pair<std::string, PolicyMaker>>& policy_makers() {
       {"quest", make_quest_policy},
       {"arkvale", make_arkvale_policy},
       {"clusterkv", make_clusterkv_policy},
+      {"raas", make_raas_policy},
       {"louiskv", make_louiskv_policy},
   };
   return makers;

@@ -203,4 +203,25 @@ FidelityReport evaluate_teacher_forced(Engine& engine, const KvConfig& kv, const
   return report;
 }
 
+std::vector<int32_t> with_greedy_continuation(Engine& engine, const std::vector<int32_t>& prompt, int64_t tokens) {
+  if (tokens < 1) throw_error(ErrorKind::invalid_input, "--generate must be at least 1");
+  if (prompt.empty()) throw_error(ErrorKind::invalid_input, "the prompt is empty");
+  engine.check_context(int64_t(prompt.size()) + tokens);
+  KvConfig full;
+  full.policy = "full";
+  auto policy = engine.make_policy(full);
+  GenerationConfig generation;
+  generation.max_new_tokens = tokens;
+  generation.sampling.temperature = 0.0f;
+  generation.ignore_eos = true;
+  const GenerationResult result = engine.generate(prompt, generation, *policy);
+  if (int64_t(result.ids.size()) != tokens) {
+    throw_error(ErrorKind::internal, "greedy generation stopped (" + result.stop_reason + ") after " +
+                                         std::to_string(result.ids.size()) + " of " + std::to_string(tokens) + " tokens");
+  }
+  std::vector<int32_t> all = prompt;
+  all.insert(all.end(), result.ids.begin(), result.ids.end());
+  return all;
+}
+
 }  // namespace louiskv

@@ -65,4 +65,10 @@ FidelityReport evaluate_teacher_forced(Engine& engine, const KvConfig& kv, const
                                        int64_t context, int64_t steps, bool compare_with_full,
                                        const ProgressCallback& progress = {});
 
+// `prompt` followed by the full cache's own greedy continuation of `tokens` ids, generated with
+// end-of-sequence ids ignored so that the continuation has exactly that length. Teacher-forcing
+// a policy on it (evaluate_teacher_forced with context = prompt size, steps = tokens) measures
+// the policy on the long output the model itself writes, the long-decode setting of RaaS.
+std::vector<int32_t> with_greedy_continuation(Engine& engine, const std::vector<int32_t>& prompt, int64_t tokens);
+
 }  // namespace louiskv

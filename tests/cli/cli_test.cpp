@@ -183,6 +183,12 @@ TEST(Cli, EachBadInputGivesOneClearErrorAndANonZeroExit) {
       {"pass-key file without prompts", "", "eval passkey -m MODEL --prompts MODEL/config.json", 2, "passkey"},
       {"fidelity text too short", "", "eval fidelity --device cpu -m MODEL -f MODEL/README.md --context 10000",
        2, "--context"},
+      {"fidelity without text", "", "eval fidelity --device cpu -m MODEL", 2, "give the text with -f FILE"},
+      {"generate and a text file", "", "eval fidelity --device cpu -m MODEL -p hi --generate 4 -f text.txt", 2, "leave out -f"},
+      {"generate without a prompt", "", "eval fidelity --device cpu -m MODEL --generate 4", 2,
+       "exactly one of -p TEXT and --prompt-file FILE"},
+      {"raas budget below a page", "", "eval fidelity --device cpu -m MODEL -p hi --generate 4 --kv raas --budget 8", 2,
+       "below one page (raas_page_tokens 16)"},
   };
   for (const auto& test_case : cases) {
     SCOPED_TRACE(test_case.name);

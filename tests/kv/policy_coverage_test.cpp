@@ -47,6 +47,7 @@ KvConfig small_config(const Case& c) {
   config.max_segment_tokens = 3;
   config.quest_page_tokens = 4;
   config.arkvale_page_tokens = 4;
+  config.raas_page_tokens = 4;
   return config;
 }
 
@@ -151,6 +152,7 @@ INSTANTIATE_TEST_SUITE_P(Policies, EveryPolicy,
                                            Case{"quest", 4, 4}, Case{"quest", 8, 2},
                                            Case{"arkvale", 4, 4}, Case{"arkvale", 8, 2},
                                            Case{"clusterkv", 4, 4}, Case{"clusterkv", 8, 2},
+                                           Case{"raas", 4, 4}, Case{"raas", 8, 2},
                                            Case{"louiskv", 4, 4}, Case{"louiskv", 8, 2},
                                            Case{"louiskv", 8, 2, 0.0}),
                          case_name);

@@ -18,6 +18,8 @@ std::unique_ptr<KvPolicy> make_arkvale_policy(const KvConfig& config, const KvSh
                                               Backend& backend);
 std::unique_ptr<KvPolicy> make_clusterkv_policy(const KvConfig& config, const KvShape& shape,
                                                 Backend& backend);
+std::unique_ptr<KvPolicy> make_raas_policy(const KvConfig& config, const KvShape& shape,
+                                           Backend& backend);
 std::unique_ptr<KvPolicy> make_louiskv_policy(const KvConfig& config, const KvShape& shape,
                                               Backend& backend);
 
