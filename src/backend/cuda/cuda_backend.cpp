@@ -47,6 +47,7 @@ class CudaBackend final : public Backend {
                       "; louiskv needs 8.0 or later (bf16 tensor cores)");
     }
     multiprocessors_ = properties.multiProcessorCount;
+    compute_major_ = properties.major;
     description_ = "cuda:" + std::to_string(device_index_) + " " + properties.name + " (sm_" +
                    std::to_string(properties.major) + std::to_string(properties.minor) + ", " +
                    std::to_string(multiprocessors_) + " multiprocessors, " +
@@ -158,7 +159,9 @@ class CudaBackend final : public Backend {
     params.in = in;
     params.weight = weight;
     params.bias = bias ? *bias : TensorView{};
-    params.multiprocessors = multiprocessors_;
+    // The weight-streaming GEMV splits K over thread-block clusters (sm_90 and later); zero
+    // multiprocessors keeps older GPUs on cuBLAS.
+    params.multiprocessors = compute_major_ >= 9 ? multiprocessors_ : 0;
     kernels::launch_matmul(params, cublas_, stream_);
   }
 
@@ -263,6 +266,7 @@ class CudaBackend final : public Backend {
 
   int device_index_;
   int multiprocessors_ = 0;
+  int compute_major_ = 0;
   std::string description_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;

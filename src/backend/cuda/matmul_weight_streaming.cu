@@ -54,7 +54,12 @@ __device__ __forceinline__ uint4 load_input(const __nv_bfloat16* address) {
 // waiting. A prefetch is only a hint: the L2 is where every write to global memory lands, so a
 // line it fetches early can never be older than what a later load must see.
 __device__ __forceinline__ void prefetch_l2(const void* address, uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(address), "r"(bytes) : "memory");
+#else
+  (void)address;  // no bulk prefetch before sm_90 (the kernel is not planned there)
+  (void)bytes;
+#endif
 }
 
 // One 64-wide K step. The order of k inside an MMA does not matter as long as both operands
@@ -256,12 +261,17 @@ __global__ void __launch_bounds__(threads) weight_streaming_kernel(const __grid_
   }
   // Each block of the cluster sums its share of the outputs over every block's partial sums, in
   // rank order (the same bits on every run), and the cluster waits until all have read.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   cg::cluster_group cluster = cg::this_cluster();
   if (args.splits > 1) {
     cluster.sync();
   } else {
     __syncthreads();
   }
+#else
+  // Thread-block clusters exist from sm_90 on; the backend plans one split elsewhere.
+  __syncthreads();
+#endif
   const int total = int(args.tokens) * block_rows;
   const int share = (total + args.splits - 1) / args.splits;
   const int end = min(total, (split + 1) * share);
@@ -274,14 +284,18 @@ __global__ void __launch_bounds__(threads) weight_streaming_kernel(const __grid_
     if (args.splits == 1) {
       sum = partial[token * pitch + row];
     } else {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #pragma unroll
       for (int rank = 0; rank < weight_streaming_max_splits; ++rank) {
         if (rank < args.splits) sum += cluster.map_shared_rank(&partial[0], rank)[token * pitch + row];
       }
+#endif
     }
     store_output(args, token, column, sum);
   }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   if (args.splits > 1) cluster.sync();  // no block leaves while another reads its partial sums
+#endif
 }
 
 template <int token_tiles, int m_tiles, int unroll, bool staged>
