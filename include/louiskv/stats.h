@@ -16,6 +16,8 @@ struct KvStats {
   int64_t h2d_bytes = 0;          // bytes copied host -> device during decode
   int64_t tokens_dropped = 0;     // evicting policies: tokens gone for good
   int64_t attended_tokens = 0;    // summed over steps, layers and KV heads
+  int64_t host_syncs = 0;         // decode waits of the host for the device (a policy that plans
+                                  // on the host needs the device's choice: once per layer)
   double score_ms = 0, select_ms = 0, transfer_ms = 0;
 
   double retrieval_rate() const {

@@ -11,11 +11,13 @@
 #pragma once
 
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "backend/attended_spans.h"
 #include "backend/buffer.h"
+#include "backend/kv_ops.h"
 #include "backend/tensor.h"
 
 namespace louiskv {
@@ -38,6 +40,7 @@ class Backend {
   virtual void copy(TensorView dst, TensorView src) = 0;
   // dst <- src converted between floating dtypes (e.g. bf16 logits to f32), same element count.
   virtual void convert(TensorView dst, TensorView src) = 0;
+  // Waits for every op queued on the main stream (not for side work: see wait_for).
   virtual void synchronize() = 0;
   // Makes a weight read from a model file usable by the ops. The cpu backend returns the view
   // unchanged (weights stay in the mapped file); cuda uploads it once, keeping it in `owner`.
@@ -74,6 +77,62 @@ class Backend {
   // policy can recover any token's attention probability, and attn_recall the attended mass.
   virtual void attention_decode(TensorView out, TensorView q, const AttendedSpans& spans,
                                 float scale, TensorView* lse) = 0;
+
+  // ---- streams -----------------------------------------------------------------------------
+  // Ops run in call order on the main stream. Work that may overlap it (the k-means of one
+  // layer's prompt while the next layer computes, DESIGN.md section 2) is queued between
+  // begin_side_work() and end_side_work() on a side stream, where it starts after everything
+  // queued on the main stream before begin_side_work(). The cpu backend runs it at once.
+  virtual void begin_side_work() = 0;
+  // Back to the main stream; the mark stands for the side work queued so far.
+  virtual WorkMark end_side_work() = 0;
+  // Whether the work before `mark` is done; never blocks.
+  virtual bool work_done(const WorkMark& mark) = 0;
+  // Blocks the host until the work before `mark` is done.
+  virtual void wait_for(const WorkMark& mark) = 0;
+
+  // ---- KV retrieval (backend/kv_ops.h) ---------------------------------------------------------
+  // All views here may be device memory or allocate_host() memory unless they say otherwise.
+  //
+  // Copies every run of `copies` (K and V rows of `row_bytes` bytes each) in one launch: pool to
+  // working set (the delta load of a decode step), window to pool, window to working set.
+  virtual void gather_kv(std::span<const KvCopy> copies, int64_t row_bytes) = 0;
+  // For every head h and i < order.dim(1): row dst_first + i of head h of dst_keys/dst_values
+  // [H, capacity, D] becomes row src_first + order[h, i] of src_keys/src_values [H, capacity', D]
+  // (kv dtype; order i32 [H, N]). Lays a clustered prompt out unit by unit in the host pool.
+  virtual void reorder_kv(TensorView dst_keys, TensorView dst_values, int64_t dst_first,
+                          TensorView src_keys, TensorView src_values, int64_t src_first,
+                          TensorView order) = 0;
+  // Mean key, key box, bounding radius and length of each unit of `jobs`, in one launch.
+  virtual void summarize_units(std::span<const UnitSummaryJob> jobs, int64_t head_dim) = 0;
+
+  // k-means over the points of several heads at once (LouisKV's and ClusterKV's clusters):
+  // points f32 [H, N, D], centroids f32 [H, C, D], assignment i32 [H, N], sizes i32 [H, C].
+  // centroids[h, c] = points[h, seeds[h, c]]                              (seeds i32 [H, C])
+  virtual void kmeans_init(TensorView centroids, TensorView points, TensorView seeds) = 0;
+  // assignment[h, p] = the c maximising 2 p.c - |c|^2, i.e. the nearest centroid (ties: lowest c).
+  virtual void kmeans_assign(TensorView assignment, TensorView points, TensorView centroids) = 0;
+  // centroids[h, c] = mean of the points assigned to c, sizes[h, c] = their number; a cluster
+  // left without points keeps its centroid (size 0).
+  virtual void kmeans_update(TensorView centroids, TensorView sizes, TensorView points,
+                             TensorView assignment) = 0;
+  // order[h, :] lists the points cluster by cluster (cluster 0 first), each cluster's points in
+  // their original order: the unit order of the host pool.
+  virtual void kmeans_order(TensorView order, TensorView assignment, TensorView sizes) = 0;
+
+  // Scores every unit of every row of `rows` for the row's group of queries in q [B, Hq, D]
+  // (act dtype): the per-head bound of `scoring`, reduced over the group; rows gated off by
+  // their similarity (>= gate_threshold) are skipped.
+  virtual void score_units(TensorView q, std::span<const UnitRow> rows, const UnitScoring& scoring,
+                           float gate_threshold) = 0;
+  // Per active row: the units in score order (NaN last) that fit the row's budget, a unit too
+  // long for what is left being skipped for shorter ones after it (UnitRow says where it goes).
+  virtual void budget_fill(std::span<const UnitRow> rows, float gate_threshold) = 0;
+  // The LouisKV trigger's measure: similarity f32 [B] = mean over heads of cos(q[b, h],
+  // previous[b][h]); then previous[b] <- q[b]. q [B, Hq, D] act dtype; previous[b] [Hq, D] in
+  // q's dtype, device memory. A sequence's first comparison is against whatever previous[b] held.
+  virtual void query_cosine(TensorView similarity, TensorView q,
+                            std::span<void* const> previous) = 0;
 };
 
 std::unique_ptr<Backend> make_cpu_backend(int threads = 0);

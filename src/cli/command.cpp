@@ -112,7 +112,8 @@ nlohmann::json kv_stats_json(const KvConfig& config, const KvStats& stats) {
           {"tokens_dropped", stats.tokens_dropped},
           {"score_ms", stats.score_ms},
           {"select_ms", stats.select_ms},
-          {"transfer_ms", stats.transfer_ms}};
+          {"transfer_ms", stats.transfer_ms},
+          {"host_syncs", stats.host_syncs}};
 }
 
 void print_json(const nlohmann::json& document) {

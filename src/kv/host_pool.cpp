@@ -1,6 +1,5 @@
 #include "kv/host_pool.h"
 
-#include <cstring>
 #include <string>
 
 #include "kv/kv_views.h"
@@ -39,28 +38,6 @@ TensorView HostPool::keys(int64_t head, int64_t first, int64_t count) const {
 TensorView HostPool::values(int64_t head, int64_t first, int64_t count) const {
   LOUISKV_CHECK(first + count <= length_, "host pool rows beyond its length");
   return head_rows(values_view_, head, first, count);
-}
-
-void HostPool::read_keys(int64_t head, int64_t first, int64_t count,
-                         std::vector<float>& out) const {
-  out.resize(size_t(count * head_dim_));
-  if (count == 0) return;
-  convert_to_f32(keys(head, first, count).data, dtype_, out.data(), size_t(count * head_dim_));
-}
-
-void HostPool::permute(int64_t head, int64_t first, std::span<const int32_t> order) {
-  int64_t count = int64_t(order.size());
-  if (count == 0) return;
-  size_t row = row_bytes();
-  std::vector<char> scratch(size_t(count) * row);
-  for (TensorView rows : {keys(head, first, count), values(head, first, count)}) {
-    auto* base = static_cast<char*>(rows.data);
-    for (int64_t i = 0; i < count; ++i) {
-      LOUISKV_CHECK(order[i] >= 0 && order[i] < count, "host pool permutation out of range");
-      std::memcpy(scratch.data() + size_t(i) * row, base + size_t(order[i]) * row, row);
-    }
-    std::memcpy(base, scratch.data(), scratch.size());
-  }
 }
 
 }  // namespace louiskv

@@ -1,13 +1,12 @@
 // HostPool: the KV of one layer of one sequence in host memory (pinned when CUDA is used),
 // DESIGN.md section 3. K and V are [kv_heads, capacity, head_dim]: each KV head's tokens are
-// [tokens, head_dim] rows in *unit order*, re-laid after clustering so that every unit (cluster,
-// segment, page) is one contiguous run and one copy. All heads hold the same number of tokens
-// (every head sees every token); only the order within a head differs.
+// [tokens, head_dim] rows in *unit order*, written there by the device (reorder_kv lays a
+// clustered prompt out cluster by cluster) so that every unit (cluster, segment, page) is one
+// contiguous run and one copy. All heads hold the same number of tokens (every head sees every
+// token); only the order within a head differs. The CPU never reads or moves it.
 #pragma once
 
 #include <cstdint>
-#include <span>
-#include <vector>
 
 #include "backend/backend.h"
 
@@ -30,13 +29,10 @@ class HostPool {
   TensorView keys(int64_t head, int64_t first, int64_t count) const;
   TensorView values(int64_t head, int64_t first, int64_t count) const;
 
-  // Keys of rows [first, first + count) of one head as fp32 [count, head_dim].
-  void read_keys(int64_t head, int64_t first, int64_t count, std::vector<float>& out) const;
-
-  // Re-lays rows [first, first + order.size()) of one head so that the row that was at
-  // first + order[i] ends up at first + i. The pool is host memory, so this runs on the CPU and
-  // moves nothing to or from the device.
-  void permute(int64_t head, int64_t first, std::span<const int32_t> order);
+  // The whole pool, [kv_heads, capacity, head_dim] each: what reorder_kv writes a clustered
+  // prompt into, unit by unit.
+  TensorView all_keys() const { return keys_view_; }
+  TensorView all_values() const { return values_view_; }
 
   size_t bytes() const { return keys_.bytes() + values_.bytes(); }
   size_t row_bytes() const { return size_t(head_dim_) * dtype_size(dtype_); }

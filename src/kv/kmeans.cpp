@@ -1,186 +1,67 @@
 #include "kv/kmeans.h"
 
 #include <algorithm>
-#include <limits>
+#include <cstring>
+#include <numeric>
 
-#include "common/error.h"
+#include "kv/kv_views.h"
 #include "kv/seeded_random.h"
 
 namespace louiskv {
-namespace {
-
-float dot(const float* a, const float* b, int64_t dim) {
-  float sum = 0.0f;
-  for (int64_t i = 0; i < dim; ++i) sum += a[i] * b[i];
-  return sum;
-}
-
-float squared_distance(const float* a, const float* b, int64_t dim) {
-  float sum = 0.0f;
-  for (int64_t i = 0; i < dim; ++i) {
-    float difference = a[i] - b[i];
-    sum += difference * difference;
-  }
-  return sum;
-}
-
-void check_sizes(std::span<const float> points, int64_t count, int64_t dim, int64_t clusters) {
-  LOUISKV_CHECK(count >= 0 && dim > 0 && clusters >= 0, "k-means sizes must be non-negative");
-  LOUISKV_CHECK(int64_t(points.size()) >= count * dim, "k-means points shorter than count * dim");
-}
-
-// k-means++: each new centroid is a point drawn with probability proportional to its squared
-// distance from the nearest centroid chosen so far. On well-separated data this starts one
-// centroid in each group with high probability, which plain random points do not.
-std::vector<float> initial_centroids(std::span<const float> points, int64_t count, int64_t dim,
-                                     int64_t clusters, SeededRandom& random) {
-  std::vector<float> centroids(size_t(clusters * dim));
-  std::vector<float> nearest(size_t(count), std::numeric_limits<float>::max());
-  int64_t chosen = random.below(uint64_t(count));
-  for (int64_t c = 0; c < clusters; ++c) {
-    std::copy_n(points.data() + chosen * dim, dim, centroids.data() + c * dim);
-    if (c + 1 == clusters) break;
-    double total = 0.0;
-    for (int64_t p = 0; p < count; ++p) {
-      float distance = squared_distance(points.data() + p * dim, centroids.data() + c * dim, dim);
-      nearest[p] = std::min(nearest[p], distance);
-      total += nearest[p];
-    }
-    if (total <= 0.0) {  // every point sits on a centroid already (duplicates): any will do
-      chosen = random.below(uint64_t(count));
-      continue;
-    }
-    double target = random.unit() * total;
-    chosen = count - 1;
-    for (int64_t p = 0; p < count; ++p) {
-      target -= nearest[p];
-      if (target < 0.0 && nearest[p] > 0.0f) {
-        chosen = p;
-        break;
-      }
-    }
-  }
-  return centroids;
-}
-
-}  // namespace
-
-void assign_to_nearest(std::span<const float> points, int64_t count, int64_t dim,
-                       std::span<const float> centroids, int64_t clusters,
-                       std::span<int32_t> assignment) {
-  check_sizes(points, count, dim, clusters);
-  LOUISKV_CHECK(clusters > 0 || count == 0, "k-means assignment needs at least one centroid");
-  LOUISKV_CHECK(int64_t(centroids.size()) >= clusters * dim, "k-means centroids too short");
-  LOUISKV_CHECK(int64_t(assignment.size()) >= count, "k-means assignment too short");
-  std::vector<float> squared_norms(static_cast<size_t>(clusters));
-  for (int64_t c = 0; c < clusters; ++c) {
-    const float* centroid = centroids.data() + c * dim;
-    squared_norms[c] = dot(centroid, centroid, dim);
-  }
-  for (int64_t p = 0; p < count; ++p) {
-    const float* point = points.data() + p * dim;
-    float best = -std::numeric_limits<float>::infinity();
-    int32_t best_cluster = 0;
-    for (int64_t c = 0; c < clusters; ++c) {
-      float affinity = 2.0f * dot(point, centroids.data() + c * dim, dim) - squared_norms[c];
-      if (affinity > best) {
-        best = affinity;
-        best_cluster = int32_t(c);
-      }
-    }
-    assignment[p] = best_cluster;
-  }
-}
-
-void update_centroids(std::span<const float> points, int64_t count, int64_t dim,
-                      std::span<const int32_t> assignment, std::span<float> centroids,
-                      int64_t clusters, std::span<int64_t> sizes) {
-  check_sizes(points, count, dim, clusters);
-  LOUISKV_CHECK(int64_t(centroids.size()) >= clusters * dim, "k-means centroids too short");
-  LOUISKV_CHECK(int64_t(sizes.size()) >= clusters, "k-means sizes too short");
-  std::vector<double> sums(size_t(clusters * dim), 0.0);
-  std::fill_n(sizes.begin(), clusters, 0);
-  for (int64_t p = 0; p < count; ++p) {
-    int32_t c = assignment[p];
-    LOUISKV_CHECK(c >= 0 && c < clusters, "k-means assignment out of range");
-    ++sizes[c];
-    const float* point = points.data() + p * dim;
-    double* sum = sums.data() + c * dim;
-    for (int64_t i = 0; i < dim; ++i) sum[i] += point[i];
-  }
-  for (int64_t c = 0; c < clusters; ++c) {
-    if (sizes[c] == 0) continue;
-    for (int64_t i = 0; i < dim; ++i) {
-      centroids[c * dim + i] = float(sums[c * dim + i] / double(sizes[c]));
-    }
-  }
-}
-
-int64_t reseed_empty_clusters(std::span<const float> points, int64_t count, int64_t dim,
-                              std::span<int32_t> assignment, std::span<float> centroids,
-                              int64_t clusters, std::span<int64_t> sizes) {
-  check_sizes(points, count, dim, clusters);
-  int64_t reseeded = 0;
-  for (int64_t empty = 0; empty < clusters; ++empty) {
-    if (sizes[empty] != 0) continue;
-    int64_t farthest = -1;
-    float farthest_distance = -1.0f;
-    for (int64_t p = 0; p < count; ++p) {
-      int32_t c = assignment[p];
-      if (sizes[c] < 2) continue;  // taking a cluster's only point would empty it in turn
-      float distance = squared_distance(points.data() + p * dim, centroids.data() + c * dim, dim);
-      if (distance > farthest_distance) {
-        farthest_distance = distance;
-        farthest = p;
-      }
-    }
-    if (farthest < 0) break;  // fewer points than clusters: nothing left to give
-    --sizes[assignment[farthest]];
-    assignment[farthest] = int32_t(empty);
-    sizes[empty] = 1;
-    std::copy_n(points.data() + farthest * dim, dim, centroids.data() + empty * dim);
-    ++reseeded;
-  }
-  return reseeded;
-}
-
-KmeansResult kmeans(std::span<const float> points, int64_t count, int64_t dim, int64_t clusters,
-                    int iterations, uint64_t seed) {
-  check_sizes(points, count, dim, clusters);
-  KmeansResult result;
-  if (count == 0) return result;
-  clusters = std::clamp<int64_t>(clusters, 1, count);
-  SeededRandom random(seed);
-  std::vector<float> centroids = initial_centroids(points, count, dim, clusters, random);
-  std::vector<int32_t> assignment(size_t(count), 0);
-  std::vector<int64_t> sizes(size_t(clusters), 0);
-  // At least one round, so that every point has a cluster and every centroid is a mean.
-  for (int round = 0; round < std::max(iterations, 1); ++round) {
-    assign_to_nearest(points, count, dim, centroids, clusters, assignment);
-    update_centroids(points, count, dim, assignment, centroids, clusters, sizes);
-    if (reseed_empty_clusters(points, count, dim, assignment, centroids, clusters, sizes) > 0) {
-      update_centroids(points, count, dim, assignment, centroids, clusters, sizes);
-    }
-  }
-
-  // Drop clusters that are still empty and renumber the rest densely.
-  std::vector<int32_t> renumbered(size_t(clusters), -1);
-  for (int64_t c = 0; c < clusters; ++c) {
-    if (sizes[c] == 0) continue;
-    renumbered[c] = int32_t(result.clusters++);
-    result.sizes.push_back(sizes[c]);
-    result.centroids.insert(result.centroids.end(), centroids.begin() + c * dim,
-                            centroids.begin() + (c + 1) * dim);
-  }
-  result.assignment.resize(size_t(count));
-  for (int64_t p = 0; p < count; ++p) result.assignment[p] = renumbered[assignment[p]];
-  return result;
-}
 
 int64_t cluster_count_for(int64_t count, int64_t tokens_per_cluster) {
   if (count <= 0) return 0;
   int64_t per_cluster = std::max<int64_t>(tokens_per_cluster, 1);
   return std::clamp<int64_t>((count + per_cluster - 1) / per_cluster, 1, count);
+}
+
+std::vector<int32_t> seed_points(int64_t heads, int64_t count, int64_t clusters, uint64_t seed) {
+  LOUISKV_CHECK(clusters <= count, "k-means: more seeds than points");
+  std::vector<int32_t> seeds(static_cast<size_t>(heads * clusters));
+  std::vector<int32_t> pool(static_cast<size_t>(count));
+  for (int64_t head = 0; head < heads; ++head) {
+    // A partial Fisher-Yates shuffle: the first `clusters` entries are a uniform draw without
+    // replacement.
+    std::iota(pool.begin(), pool.end(), 0);
+    SeededRandom random(mix_seed(seed, uint64_t(head)));
+    for (int64_t c = 0; c < clusters; ++c) {
+      int64_t pick = c + int64_t(random.below(uint64_t(count - c)));
+      std::swap(pool[size_t(c)], pool[size_t(pick)]);
+      seeds[size_t(head * clusters + c)] = pool[size_t(c)];
+    }
+  }
+  return seeds;
+}
+
+KmeansRun::KmeansRun(Backend& backend, TensorView keys, int64_t first, int64_t count, int64_t clusters,
+                     int iterations, uint64_t seed)
+    : heads_(keys.dim(0)), count_(count), dim_(keys.dim(2)), clusters_(clusters) {
+  LOUISKV_CHECK(keys.rank == 3 && first >= 0 && first + count <= keys.dim(1), "k-means rows out of the keys");
+  LOUISKV_CHECK(count > 0 && clusters >= 1 && clusters <= count, "k-means needs 1 <= clusters <= points");
+  points_ = backend.allocate(size_t(heads_ * count_ * dim_) * sizeof(float));
+  centroids_ = backend.allocate(size_t(heads_ * clusters_ * dim_) * sizeof(float));
+  assignment_ = backend.allocate(size_t(heads_ * count_) * sizeof(int32_t));
+  sizes_ = backend.allocate(size_t(heads_ * clusters_) * sizeof(int32_t));
+  order_ = backend.allocate(size_t(heads_ * count_) * sizeof(int32_t));
+  seeds_ = backend.allocate_host(size_t(heads_ * clusters_) * sizeof(int32_t));
+  host_sizes_ = backend.allocate_host(size_t(heads_ * clusters_) * sizeof(int32_t));
+
+  TensorView points = points_.view(DType::f32, {heads_, count_, dim_});
+  for (int64_t head = 0; head < heads_; ++head) {
+    TensorView destination = points.rows(head, 1).reshaped({count_, dim_});
+    copy_converting(backend, destination, head_rows(keys, head, first, count_));
+  }
+  std::vector<int32_t> seeds = seed_points(heads_, count_, clusters_, seed);
+  std::memcpy(seeds_.data(), seeds.data(), seeds.size() * sizeof(int32_t));
+  backend.kmeans_init(centroids(), points, seeds_.view(DType::i32, {heads_, clusters_}));
+  // At least one round, so that every point has a cluster and every centroid is a mean.
+  TensorView assignment = assignment_.view(DType::i32, {heads_, count_});
+  for (int round = 0; round < std::max(iterations, 1); ++round) {
+    backend.kmeans_assign(assignment, points, centroids());
+    backend.kmeans_update(centroids(), sizes(), points, assignment);
+  }
+  backend.kmeans_order(order(), assignment, sizes());
+  backend.copy(host_sizes_.view(DType::i32, {heads_, clusters_}), sizes());
 }
 
 }  // namespace louiskv

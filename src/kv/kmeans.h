@@ -1,52 +1,51 @@
-// K-means over the keys of one KV head (DESIGN.md section 5: LouisKV's prompt clusters, ClusterKV).
-// Plain functions over fp32 host arrays, free of policy state, each written as the kernel it will
-// become: assignment is a GEMM plus an argmax (the nearest centroid is the one maximising
-// 2 p.c - |c|^2, which drops the |p|^2 that every centroid shares), the update is a reduction.
+// K-means over the keys of every KV head of one layer at once (DESIGN.md section 5: LouisKV's
+// prompt clusters, ClusterKV), queued on the backend's ops: distinct points drawn with the seed
+// as initial centroids, a fixed number of Lloyd rounds (assignment by GEMM + argmax, centroid
+// reduction), then the unit order that lays the clusters out one after the other.
 //
-//   points     [count, dim]      row-major fp32
-//   centroids  [clusters, dim]   row-major fp32
-//   assignment [count]           cluster of each point
+// Initialisation is Forgy's (seeded distinct points) rather than k-means++: k-means++ picks one
+// centroid after the other, each from a pass over every point, which costs as much as an
+// assignment round with none of its parallelism. Clusters that end up empty keep no point; they
+// stay in the result with size 0 (units of no tokens, which scoring and selection skip).
 #pragma once
 
 #include <cstdint>
-#include <span>
 #include <vector>
 
+#include "backend/backend.h"
+
 namespace louiskv {
-
-struct KmeansResult {
-  int64_t clusters = 0;
-  std::vector<float> centroids;     // [clusters, dim], each the mean of its points
-  std::vector<int32_t> assignment;  // [count], in [0, clusters)
-  std::vector<int64_t> sizes;       // [clusters], every size >= 1
-};
-
-// Sets assignment[p] to the cluster maximising 2 p.c - |c|^2 (ties: the lowest cluster index).
-void assign_to_nearest(std::span<const float> points, int64_t count, int64_t dim,
-                       std::span<const float> centroids, int64_t clusters,
-                       std::span<int32_t> assignment);
-
-// Sets each centroid to the mean of its points and sizes[c] to their number. A cluster left
-// without points keeps its previous centroid and gets size 0.
-void update_centroids(std::span<const float> points, int64_t count, int64_t dim,
-                      std::span<const int32_t> assignment, std::span<float> centroids,
-                      int64_t clusters, std::span<int64_t> sizes);
-
-// Gives every empty cluster a point of its own: the point farthest from its centroid, taken from
-// a cluster that keeps at least one point, becomes the empty cluster's centroid and member.
-// Returns the number of clusters reseeded.
-int64_t reseed_empty_clusters(std::span<const float> points, int64_t count, int64_t dim,
-                              std::span<int32_t> assignment, std::span<float> centroids,
-                              int64_t clusters, std::span<int64_t> sizes);
-
-// Lloyd's algorithm: seeded k-means++ initialisation, then `iterations` rounds of assignment,
-// centroid update and empty-cluster reseeding. `clusters` is clamped to [1, count]; clusters still
-// empty at the end are dropped, so the result's clusters may be fewer. count == 0 gives 0 clusters.
-KmeansResult kmeans(std::span<const float> points, int64_t count, int64_t dim, int64_t clusters,
-                    int iterations, uint64_t seed);
 
 // Number of clusters for `count` points at about `tokens_per_cluster` each (at least one when
 // count > 0, never more than count).
 int64_t cluster_count_for(int64_t count, int64_t tokens_per_cluster);
+
+// `clusters` distinct indices of [0, count) for each of `heads` heads, drawn with mix_seed(seed,
+// head): [heads, clusters], row by row.
+std::vector<int32_t> seed_points(int64_t heads, int64_t count, int64_t clusters, uint64_t seed);
+
+// One k-means run over rows [first, first + count) of every head of keys [H, capacity, D] (any
+// floating dtype, the backend's memory). Everything is queued on the backend's current stream
+// when the object is made; the views below are valid (and the host sizes readable) once that
+// work is done. The object owns its buffers: keep it until then.
+class KmeansRun {
+ public:
+  KmeansRun(Backend& backend, TensorView keys, int64_t first, int64_t count, int64_t clusters, int iterations,
+            uint64_t seed);
+
+  int64_t heads() const { return heads_; }
+  int64_t count() const { return count_; }
+  int64_t clusters() const { return clusters_; }
+  TensorView centroids() const { return centroids_.view(DType::f32, {heads_, clusters_, dim_}); }
+  TensorView sizes() const { return sizes_.view(DType::i32, {heads_, clusters_}); }
+  TensorView order() const { return order_.view(DType::i32, {heads_, count_}); }
+  // sizes [heads, clusters], copied to host memory after the run.
+  const int32_t* host_sizes() const { return static_cast<const int32_t*>(host_sizes_.data()); }
+
+ private:
+  int64_t heads_ = 0, count_ = 0, dim_ = 0, clusters_ = 0;
+  Buffer points_, centroids_, assignment_, sizes_, order_;
+  Buffer seeds_, host_sizes_;  // host memory
+};
 
 }  // namespace louiskv

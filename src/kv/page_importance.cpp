@@ -9,6 +9,22 @@
 
 namespace louiskv {
 
+void query_key_scores(std::span<const float> queries, int64_t group, std::span<const float> keys, int64_t tokens,
+                      int64_t dim, std::span<float> scores) {
+  LOUISKV_CHECK(queries.size() >= size_t(group * dim) && keys.size() >= size_t(tokens * dim) &&
+                    scores.size() >= size_t(group * tokens),
+                "query_key_scores: spans smaller than their shapes");
+  for (int64_t g = 0; g < group; ++g) {
+    const float* query = queries.data() + g * dim;
+    for (int64_t t = 0; t < tokens; ++t) {
+      const float* key = keys.data() + t * dim;
+      float sum = 0.0f;
+      for (int64_t i = 0; i < dim; ++i) sum += query[i] * key[i];
+      scores[size_t(g * tokens + t)] = sum;
+    }
+  }
+}
+
 std::vector<bool> important_pages(std::span<const float> token_scores, int64_t group,
                                   std::span<const int64_t> page_lengths, float scale,
                                   double ratio) {

@@ -15,6 +15,11 @@
 
 namespace louiskv {
 
+// scores[g, t] = queries[g] . keys[t] for the group's query heads over `tokens` held keys. RaaS
+// reads its held keys on the host, so this stays a plain function of kv/.
+void query_key_scores(std::span<const float> queries, int64_t group, std::span<const float> keys, int64_t tokens,
+                      int64_t dim, std::span<float> scores);
+
 // A page's score for a query head is the largest q.k over its tokens: RaaS keeps a page for the
 // "milestone" tokens in it, and one strongly attended token is enough (Quest, whose pages RaaS
 // builds on, likewise ranks a page by a bound on its largest q.k). A page is important when,

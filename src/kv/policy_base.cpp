@@ -139,33 +139,45 @@ std::span<const float> PolicyBase::read_queries(TensorView q) {
   return queries_;
 }
 
+void PolicyBase::select_layer(std::span<Sequence* const> sequences, int layer, TensorView q,
+                              AttendedSpans& spans) {
+  std::span<const float> queries;
+  if (reads_queries()) queries = read_queries(q);
+  const size_t query_size = size_t(shape_.heads * shape_.head_dim);
+  for (size_t b = 0; b < sequences.size(); ++b) {
+    Sequence& seq = *sequences[b];
+    std::span<const float> query = queries.empty() ? queries : queries.subspan(b * query_size, query_size);
+    select_rows(seq, layer, *layer_entry(seq, layer).state, query, spans);
+  }
+}
+
 const AttendedSpans& PolicyBase::select(std::span<const SequenceId> batch, int layer,
                                         TensorView q) {
   LOUISKV_CHECK(q.rank == 3 && q.dim(0) == int64_t(batch.size()) && q.dim(1) == shape_.heads &&
                     q.dim(2) == shape_.head_dim,
                 "queries must be [batch, heads, head_dim]: got " + q.describe());
   spans_.clear();
-  std::span<const float> queries;
-  if (!is_dense_layer(layer) && reads_queries()) queries = read_queries(q);
-  int64_t query_size = shape_.heads * shape_.head_dim;
-  for (size_t b = 0; b < batch.size(); ++b) {
-    Sequence& seq = sequence(batch[b]);
-    LayerEntry& entry = layer_entry(seq, layer);
-    LOUISKV_CHECK(entry.prefilled, "select before the layer's first decode_append");
-    int first_row = spans_.rows();
-    if (entry.dense) {
+  batch_sequences_.clear();
+  for (SequenceId id : batch) {
+    Sequence& seq = sequence(id);
+    LOUISKV_CHECK(layer_entry(seq, layer).prefilled, "select before the layer's first decode_append");
+    batch_sequences_.push_back(&seq);
+  }
+  if (is_dense_layer(layer)) {
+    for (Sequence* seq : batch_sequences_) {
+      LayerEntry& entry = layer_entry(*seq, layer);
       for (int64_t head = 0; head < shape_.kv_heads; ++head) {
         entry.cache.add_span(spans_, head, 0, entry.cache.length());
         spans_.end_row();
       }
-    } else {
-      std::span<const float> query =
-          queries.empty() ? queries : queries.subspan(b * size_t(query_size), size_t(query_size));
-      select_rows(seq, layer, *entry.state, query, spans_);
     }
-    LOUISKV_CHECK(spans_.rows() == first_row + shape_.kv_heads, "one row per KV head");
-    for (int row = first_row; row < spans_.rows(); ++row) {
-      seq.stats.attended_tokens += spans_.tokens_in_row(row);
+  } else {
+    select_layer(batch_sequences_, layer, q, spans_);
+  }
+  LOUISKV_CHECK(spans_.rows() == int(batch.size() * size_t(shape_.kv_heads)), "one row per KV head");
+  for (size_t b = 0; b < batch_sequences_.size(); ++b) {
+    for (int64_t head = 0; head < shape_.kv_heads; ++head) {
+      batch_sequences_[b]->stats.attended_tokens += spans_.tokens_in_row(int(int64_t(b) * shape_.kv_heads + head));
     }
   }
   return spans_;

@@ -72,6 +72,12 @@ class PolicyBase : public KvPolicy {
                            std::span<const float> query, AttendedSpans& spans) = 0;
   // Whether select_rows needs the queries (reading them may cost a device -> host copy).
   virtual bool reads_queries() const { return true; }
+  // Adds the rows of every sequence of a decode step for one offloaded layer, sequence by
+  // sequence (rows b * kv_heads .. b * kv_heads + kv_heads - 1 for sequences[b]); q [B, Hq, D] is
+  // the decoder's. The default reads q to the host and calls select_rows per sequence; a policy
+  // that scores on the device overrides it to do the whole batch in a few launches.
+  virtual void select_layer(std::span<Sequence* const> sequences, int layer, TensorView q,
+                            AttendedSpans& spans);
 
   const KvConfig& config() const { return config_; }
   const KvShape& shape() const { return shape_; }
@@ -98,6 +104,7 @@ class PolicyBase : public KvPolicy {
   std::vector<bool> dense_layer_;
   std::unordered_map<SequenceId, Sequence> sequences_;
   AttendedSpans spans_;
+  std::vector<Sequence*> batch_sequences_;
   std::vector<float> queries_;
   Buffer query_staging_;
 };

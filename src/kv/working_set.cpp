@@ -50,17 +50,33 @@ std::span<const SlotRange> WorkingSet::place(int64_t head, int32_t unit, int64_t
   }
   if (slots.placement.size() <= size_t(unit)) slots.placement.resize(size_t(unit) + 1);
   std::vector<SlotRange>& pieces = slots.placement[unit];
-  int64_t left = length;
-  // First fit from the lowest slot; a unit takes whole free ranges until the last piece.
-  while (left > 0) {
-    SlotRange& range = slots.free.front();
-    int64_t take = std::min(left, range.length);
-    pieces.push_back({range.first, take});
-    range.first += take;
-    range.length -= take;
-    left -= take;
-    if (range.length == 0) slots.free.erase(slots.free.begin());
+  // Best fit: the smallest free range that holds the whole unit, so that units stay in one piece
+  // (one span, one copy) and large ranges stay whole for large units.
+  auto best = slots.free.end();
+  for (auto it = slots.free.begin(); it != slots.free.end(); ++it) {
+    if (it->length >= length && (best == slots.free.end() || it->length < best->length)) best = it;
   }
+  if (best != slots.free.end()) {
+    pieces.push_back({best->first, length});
+    best->first += length;
+    best->length -= length;
+    if (best->length == 0) slots.free.erase(best);
+  } else {
+    // No range is large enough: the unit takes whole free ranges from the lowest slot until the
+    // last piece.
+    int64_t left = length;
+    while (left > 0) {
+      SlotRange& range = slots.free.front();
+      int64_t take = std::min(left, range.length);
+      pieces.push_back({range.first, take});
+      range.first += take;
+      range.length -= take;
+      left -= take;
+      if (range.length == 0) slots.free.erase(slots.free.begin());
+    }
+  }
+  slots.resident_at.resize(slots.placement.size(), -1);
+  slots.resident_at[size_t(unit)] = int32_t(slots.resident.size());
   slots.resident.push_back(unit);
   return pieces;
 }
@@ -89,15 +105,22 @@ void WorkingSet::release(int64_t head, int32_t unit) {
   HeadSlots& slots = heads_[head];
   for (const SlotRange& range : slots.placement[unit]) free_range(slots, range);
   slots.placement[unit].clear();
-  slots.resident.erase(std::find(slots.resident.begin(), slots.resident.end(), unit));
+  // Swap with the last resident unit: the list is a set, its order carries nothing.
+  const int32_t at = slots.resident_at[size_t(unit)];
+  const int32_t last = slots.resident.back();
+  slots.resident[size_t(at)] = last;
+  slots.resident_at[size_t(last)] = at;
+  slots.resident.pop_back();
+  slots.resident_at[size_t(unit)] = -1;
 }
 
 void WorkingSet::plan_selection(int64_t head, std::span<const int32_t> selected,
                                 std::span<const Unit> units, LoadPlan& plan) {
-  std::vector<bool> wanted(units.size(), false);
+  // Heads plan in parallel (OffloadingPolicy), so the scratch is per call, not per object.
+  std::vector<uint8_t> wanted(units.size(), 0);
   for (int32_t unit : selected) {
     LOUISKV_CHECK(unit >= 0 && size_t(unit) < units.size(), "selected unit out of range");
-    wanted[unit] = true;
+    wanted[unit] = 1;
   }
   std::vector<int32_t> leaving;
   for (int32_t unit : heads_[head].resident) {
@@ -117,15 +140,22 @@ void WorkingSet::plan_selection(int64_t head, std::span<const int32_t> selected,
   }
 }
 
-int64_t WorkingSet::execute(Backend& backend, const LoadPlan& plan, const HostPool& pool) {
+int64_t WorkingSet::add_copies(const LoadPlan& plan, const HostPool& pool, std::vector<KvCopy>& copies) const {
   int64_t bytes = 0;
   for (const SlotCopy& copy : plan.copies) {
-    backend.copy(keys(copy.head, copy.slot_first, copy.length),
-                 pool.keys(copy.head, copy.source_first, copy.length));
-    backend.copy(values(copy.head, copy.slot_first, copy.length),
-                 pool.values(copy.head, copy.source_first, copy.length));
+    copies.push_back({pool.keys(copy.head, copy.source_first, copy.length).data,
+                      pool.values(copy.head, copy.source_first, copy.length).data,
+                      keys(copy.head, copy.slot_first, copy.length).data,
+                      values(copy.head, copy.slot_first, copy.length).data, copy.length});
     bytes += 2 * copy.length * int64_t(pool.row_bytes());
   }
+  return bytes;
+}
+
+int64_t WorkingSet::execute(Backend& backend, const LoadPlan& plan, const HostPool& pool) {
+  std::vector<KvCopy> copies;
+  int64_t bytes = add_copies(plan, pool, copies);
+  backend.gather_kv(copies, int64_t(pool.row_bytes()));
   return bytes;
 }
 
@@ -138,9 +168,14 @@ TensorView WorkingSet::values(int64_t head, int64_t first, int64_t count) const 
 }
 
 void WorkingSet::add_spans(AttendedSpans& spans, int64_t head, int32_t unit) const {
+  // Called for every selected unit of every head on every step: plain pointer arithmetic over
+  // the placement (which place() keeps inside the head's slots) rather than checked views.
+  const size_t row = keys_view_.nbytes() / size_t(std::max<int64_t>(kv_heads_ * slots_, 1));
+  const size_t head_base = size_t(head * slots_) * row;
   for (const SlotRange& range : placement(head, unit)) {
-    spans.add(keys(head, range.first, range.length).data,
-              values(head, range.first, range.length).data, int32_t(range.length));
+    const size_t offset = head_base + size_t(range.first) * row;
+    spans.add(static_cast<const char*>(keys_.data()) + offset, static_cast<const char*>(values_.data()) + offset,
+              int32_t(range.length));
   }
 }
 

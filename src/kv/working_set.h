@@ -6,8 +6,8 @@
 //
 // A new selection is a delta load, planned then run (plan/run as in FlashInfer): units that left
 // the selection free their slots, and only units that are not resident are copied from the host
-// pool. The plan is a list of contiguous copies; the CPU backend runs it copy by copy, the CUDA
-// backend will run it as one gather kernel over pinned memory.
+// pool. The plan is a list of contiguous copies, which gather_kv runs in one launch (on the GPU,
+// one kernel reading the pinned pool in place), batched over every sequence of a step.
 #pragma once
 
 #include <cstdint>
@@ -56,16 +56,21 @@ class WorkingSet {
   std::span<const SlotRange> placement(int64_t head, int32_t unit) const;
   std::span<const int32_t> resident_units(int64_t head) const { return heads_[head].resident; }
 
-  // Gives `unit` `length` free slots (first fit, split over free ranges when needed) and
-  // returns them; the caller fills them. The unit must not be resident.
+  // Gives `unit` `length` free slots (the smallest free range that holds it; split over free
+  // ranges from the lowest slot only when none does) and returns them; the caller fills them.
+  // The unit must not be resident.
   std::span<const SlotRange> place(int64_t head, int32_t unit, int64_t length);
   void release(int64_t head, int32_t unit);
 
   // Makes the resident units of `head` exactly `selected`: releases the others and places the
-  // missing ones, adding their copies to `plan`. `units` is the head's unit table.
+  // missing ones, adding their copies to `plan`. `units` is the head's unit table. Different
+  // heads may be planned at the same time from several threads.
   void plan_selection(int64_t head, std::span<const int32_t> selected,
                       std::span<const Unit> units, LoadPlan& plan);
-  // Runs the copies of `plan` from `pool`; returns the bytes moved (K and V).
+  // The copies of `plan` from `pool`, as gather_kv runs them, appended to `copies`; returns the
+  // bytes they move (K and V).
+  int64_t add_copies(const LoadPlan& plan, const HostPool& pool, std::vector<KvCopy>& copies) const;
+  // Runs the copies of `plan` from `pool` in one gather; returns the bytes moved (K and V).
   int64_t execute(Backend& backend, const LoadPlan& plan, const HostPool& pool);
 
   // [count, head_dim] device views of slots [first, first + count) of one head.
@@ -80,7 +85,8 @@ class WorkingSet {
   struct HeadSlots {
     std::vector<SlotRange> free;                   // sorted by first, never adjacent
     std::vector<std::vector<SlotRange>> placement;  // by unit id; empty = not resident
-    std::vector<int32_t> resident;
+    std::vector<int32_t> resident;                  // in no particular order
+    std::vector<int32_t> resident_at;               // by unit id: its index in `resident`, or -1
   };
   void free_range(HeadSlots& slots, SlotRange range);
 

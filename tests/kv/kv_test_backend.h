@@ -1,7 +1,8 @@
 // TransferCountingBackend: the CPU reference backend (or another one), with every op forwarded,
-// counting the bytes each copy moves by where its source and destination were allocated
-// (allocate: device, allocate_host: host), so that a test can check a policy's KvStats against
-// an independent count. On the CPU both are host memory; the accounting is what matters.
+// counting the bytes each copy (copy, gather_kv, reorder_kv) moves by where its source and
+// destination were allocated (allocate: device, allocate_host: host), so that a test can check a
+// policy's KvStats against an independent count. On the CPU both are host memory; the accounting
+// is what matters.
 #pragma once
 
 #include <map>
@@ -37,16 +38,7 @@ class TransferCountingBackend : public Backend {
     return track(inner_.allocate_host(bytes), Place::host);
   }
   void copy(TensorView dst, TensorView src) override {
-    Place from = place_of(src.data), to = place_of(dst.data);
-    int64_t bytes = int64_t(src.nbytes());
-    if (from == Place::host && to == Place::device) {
-      counts.host_to_device_bytes += bytes;
-      ++counts.host_to_device_copies;
-    } else if (from == Place::device && to == Place::host) {
-      counts.device_to_host_bytes += bytes;
-    } else if (from == Place::device && to == Place::device) {
-      counts.device_to_device_bytes += bytes;
-    }
+    count(src.data, dst.data, int64_t(src.nbytes()), 1);
     inner_.copy(dst, src);
   }
   void convert(TensorView dst, TensorView src) override { inner_.convert(dst, src); }
@@ -82,6 +74,46 @@ class TransferCountingBackend : public Backend {
     inner_.attention_decode(out, q, spans, scale, lse);
   }
 
+  void begin_side_work() override { inner_.begin_side_work(); }
+  WorkMark end_side_work() override { return inner_.end_side_work(); }
+  bool work_done(const WorkMark& mark) override { return inner_.work_done(mark); }
+  void wait_for(const WorkMark& mark) override { inner_.wait_for(mark); }
+  void gather_kv(std::span<const KvCopy> copies, int64_t row_bytes) override {
+    for (const KvCopy& copy : copies) count(copy.source_keys, copy.keys, 2 * copy.rows * row_bytes, 1);
+    inner_.gather_kv(copies, row_bytes);
+  }
+  void reorder_kv(TensorView dst_keys, TensorView dst_values, int64_t dst_first, TensorView src_keys,
+                  TensorView src_values, int64_t src_first, TensorView order) override {
+    count(src_keys.data, dst_keys.data, 2 * int64_t(order.numel()) * dst_keys.dim(2) * int64_t(dtype_size(dst_keys.dtype)),
+          1);
+    inner_.reorder_kv(dst_keys, dst_values, dst_first, src_keys, src_values, src_first, order);
+  }
+  void summarize_units(std::span<const UnitSummaryJob> jobs, int64_t head_dim) override {
+    inner_.summarize_units(jobs, head_dim);
+  }
+  void kmeans_init(TensorView centroids, TensorView points, TensorView seeds) override {
+    inner_.kmeans_init(centroids, points, seeds);
+  }
+  void kmeans_assign(TensorView assignment, TensorView points, TensorView centroids) override {
+    inner_.kmeans_assign(assignment, points, centroids);
+  }
+  void kmeans_update(TensorView centroids, TensorView sizes, TensorView points, TensorView assignment) override {
+    inner_.kmeans_update(centroids, sizes, points, assignment);
+  }
+  void kmeans_order(TensorView order, TensorView assignment, TensorView sizes) override {
+    inner_.kmeans_order(order, assignment, sizes);
+  }
+  void score_units(TensorView q, std::span<const UnitRow> rows, const UnitScoring& scoring,
+                   float gate_threshold) override {
+    inner_.score_units(q, rows, scoring, gate_threshold);
+  }
+  void budget_fill(std::span<const UnitRow> rows, float gate_threshold) override {
+    inner_.budget_fill(rows, gate_threshold);
+  }
+  void query_cosine(TensorView similarity, TensorView q, std::span<void* const> previous) override {
+    inner_.query_cosine(similarity, q, previous);
+  }
+
   Place place_of(const void* pointer) const {
     auto address = reinterpret_cast<uintptr_t>(pointer);
     auto it = ranges_.upper_bound(address);
@@ -91,6 +123,18 @@ class TransferCountingBackend : public Backend {
   }
 
  private:
+  void count(const void* source, const void* destination, int64_t bytes, int64_t copies) {
+    Place from = place_of(source), to = place_of(destination);
+    if (from == Place::host && to == Place::device) {
+      counts.host_to_device_bytes += bytes;
+      counts.host_to_device_copies += copies;
+    } else if (from == Place::device && to == Place::host) {
+      counts.device_to_host_bytes += bytes;
+    } else if (from == Place::device && to == Place::device) {
+      counts.device_to_device_bytes += bytes;
+    }
+  }
+
   struct Range {
     size_t bytes;
     Place place;

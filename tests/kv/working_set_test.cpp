@@ -163,21 +163,23 @@ TEST(WorkingSet, SpansCoverEachUnitOnce) {
   EXPECT_EQ(static_cast<const float*>(spans.spans[0].keys)[0], 6.0f);  // row 6 of head 0
 }
 
-TEST(HostPool, PermuteRelaysRowsAndValuesTogether) {
+TEST(HostPool, ReorderLaysRowsAndValuesOutTogether) {
+  // reorder_kv, as a clustered prompt reaches the pool: rows 2..5 of the source become pool rows
+  // 1..4 in the order 5, 2, 4, 3 (head 1) and unchanged (head 0).
   testing::TransferCountingBackend backend;
+  HostPool source(backend, kv_heads, 10, head_dim);
+  fill_pool(source, 6);
   HostPool pool(backend, kv_heads, 10, head_dim);
-  fill_pool(pool, 6);
-  std::vector<int32_t> order{3, 0, 2, 1};
-  pool.permute(1, 2, order);  // rows 2..5 of head 1 become rows 5, 2, 4, 3
-  std::vector<float> keys;
-  pool.read_keys(1, 0, 6, keys);
-  std::vector<float> expected_rows{0, 1, 5, 2, 4, 3};
-  for (int64_t t = 0; t < 6; ++t) {
-    EXPECT_EQ(keys[t * head_dim], 1000 + expected_rows[t]);
-    EXPECT_EQ(pool.values(1, t, 1).as<float>()[0], -(1000 + expected_rows[t]));
+  pool.reserve(5);
+  std::vector<int32_t> order{0, 1, 2, 3, 3, 0, 2, 1};
+  backend.reorder_kv(pool.all_keys(), pool.all_values(), 1, source.all_keys(), source.all_values(), 2,
+                     TensorView(order.data(), DType::i32, Device::cpu, {kv_heads, 4}));
+  std::vector<float> head_one{5, 2, 4, 3};
+  for (int64_t t = 0; t < 4; ++t) {
+    EXPECT_EQ(pool.keys(0, 1 + t, 1).as<float>()[0], float(2 + t));
+    EXPECT_EQ(pool.keys(1, 1 + t, 1).as<float>()[0], 1000 + head_one[size_t(t)]);
+    EXPECT_EQ(pool.values(1, 1 + t, 1).as<float>()[0], -(1000 + head_one[size_t(t)]));
   }
-  pool.read_keys(0, 0, 6, keys);  // head 0 untouched
-  for (int64_t t = 0; t < 6; ++t) EXPECT_EQ(keys[t * head_dim], float(t));
 }
 
 TEST(HostPool, OverflowNamesTheCapacity) {

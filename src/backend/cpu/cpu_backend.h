@@ -37,6 +37,26 @@ class CpuBackend final : public Backend {
   void attention_decode(TensorView out, TensorView q, const AttendedSpans& spans, float scale,
                         TensorView* lse) override;
 
+  // One stream: side work runs at once, in call order, so every mark is done.
+  void begin_side_work() override {}
+  WorkMark end_side_work() override { return {}; }
+  bool work_done(const WorkMark&) override { return true; }
+  void wait_for(const WorkMark&) override {}
+
+  void gather_kv(std::span<const KvCopy> copies, int64_t row_bytes) override;
+  void reorder_kv(TensorView dst_keys, TensorView dst_values, int64_t dst_first, TensorView src_keys,
+                  TensorView src_values, int64_t src_first, TensorView order) override;
+  void summarize_units(std::span<const UnitSummaryJob> jobs, int64_t head_dim) override;
+  void kmeans_init(TensorView centroids, TensorView points, TensorView seeds) override;
+  void kmeans_assign(TensorView assignment, TensorView points, TensorView centroids) override;
+  void kmeans_update(TensorView centroids, TensorView sizes, TensorView points,
+                     TensorView assignment) override;
+  void kmeans_order(TensorView order, TensorView assignment, TensorView sizes) override;
+  void score_units(TensorView q, std::span<const UnitRow> rows, const UnitScoring& scoring,
+                   float gate_threshold) override;
+  void budget_fill(std::span<const UnitRow> rows, float gate_threshold) override;
+  void query_cosine(TensorView similarity, TensorView q, std::span<void* const> previous) override;
+
  private:
   // Per-thread working memory of the ops (weight panels, attention scores), kept between calls so
   // that prefill does not map and fault fresh pages for every chunk.

@@ -3,7 +3,6 @@
 // decode step, and the best pages are recalled into the working set.
 #include "kv/offloading_policy.h"
 #include "kv/policies/policies.h"
-#include "kv/unit_scoring.h"
 
 namespace louiskv {
 namespace {
@@ -19,31 +18,24 @@ class ArkValePolicy final : public OffloadingPolicy {
   }
 
  private:
-  Partition partition_prompt(int, int64_t, std::span<const float>, int64_t count) override {
-    return contiguous_runs(UnitKind::page, count, config().arkvale_page_tokens);
+  Grouping prompt_grouping(int) const override {
+    return {.kind = UnitKind::page, .run_tokens = config().arkvale_page_tokens};
   }
-  Partition partition_generated(int, int64_t, std::span<const float>, int64_t count) override {
-    return contiguous_runs(UnitKind::page, count, config().arkvale_page_tokens);
+  Grouping generated_grouping(int) const override {
+    return {.kind = UnitKind::page, .run_tokens = config().arkvale_page_tokens};
   }
   // Generated tokens leave the window page by page.
   int64_t segment_close_length() const override { return config().arkvale_page_tokens; }
-  Summaries summaries() const override { return {.box = !sphere_, .sphere = sphere_}; }
 
   // The digest's upper bound of q.k; the best head of the group decides.
-  void score_units(const HeadUnits& units, std::span<const float> queries,
-                   std::span<float> scores) override {
-    int64_t count = int64_t(units.units.size()), group = group_size(), dim = shape().head_dim;
-    per_head_.resize(size_t(group * count));
-    if (sphere_) {
-      sphere_upper_bounds(queries, group, units.mean_keys, units.radii, count, dim, per_head_);
-    } else {
-      box_upper_bounds(queries, group, units.lower, units.upper, count, dim, per_head_);
-    }
-    reduce_over_group(per_head_, group, count, GroupReduction::max, 1.0f, scores);
+  UnitTable::Needs summaries() const override {
+    return {.keys = sphere_, .box = !sphere_, .radius = sphere_};
+  }
+  UnitScoring scoring() const override {
+    return {.bound = sphere_ ? UnitBound::sphere : UnitBound::box, .reduction = GroupReduction::max};
   }
 
   bool sphere_;
-  std::vector<float> per_head_;
 };
 
 }  // namespace

@@ -2,13 +2,11 @@
 // generated keys in temporal segments closed at this layer's semantic boundaries, and retrieval
 // only at a boundary, when the query direction changes.
 #include <cmath>
+#include <limits>
 
-#include "kv/kmeans.h"
 #include "kv/offloading_policy.h"
 #include "kv/policies/policies.h"
-#include "kv/query_cosine.h"
 #include "kv/seeded_random.h"
-#include "kv/unit_scoring.h"
 
 namespace louiskv {
 namespace {
@@ -25,50 +23,33 @@ class LouisKvPolicy final : public OffloadingPolicy {
 
  private:
   // Sinks are excluded by the caller: they are attended anyway and would pull a centroid.
-  Partition partition_prompt(int layer, int64_t head, std::span<const float> keys,
-                             int64_t count) override {
-    KmeansResult result =
-        kmeans(keys, count, shape().head_dim, cluster_count_for(count, config().cluster_tokens),
-               config().kmeans_iterations, mix_seed(config().seed, uint64_t(layer), uint64_t(head)));
-    return clusters_of(result, count);
+  Grouping prompt_grouping(int layer) const override {
+    return {.kind = UnitKind::cluster,
+            .cluster_tokens = config().cluster_tokens,
+            .seed = mix_seed(config().seed, uint64_t(layer))};
   }
-
-  Partition partition_generated(int, int64_t, std::span<const float>, int64_t count) override {
-    return contiguous_runs(UnitKind::segment, count, count);  // a segment is one unit
-  }
+  // A segment is one unit.
+  Grouping generated_grouping(int) const override { return {.kind = UnitKind::segment, .run_tokens = 0}; }
 
   int64_t segment_close_length() const override { return config().max_segment_tokens; }
 
   // Group-consistent: softmax over units of q.centroid / sqrt(d) per query head, averaged over
   // the group, so that every head of the group attends the same units.
-  void score_units(const HeadUnits& units, std::span<const float> queries,
-                   std::span<float> scores) override {
-    int64_t count = int64_t(units.units.size()), group = group_size();
-    per_head_.resize(size_t(group * count));
-    dot_scores(queries, group, units.mean_keys, count, shape().head_dim, per_head_);
-    reduce_over_group(per_head_, group, count, GroupReduction::softmax_mean, attention_scale(),
-                      scores);
+  UnitTable::Needs summaries() const override { return {.keys = true}; }
+  UnitScoring scoring() const override {
+    return {.bound = UnitBound::dot, .reduction = GroupReduction::softmax_mean, .scale = attention_scale()};
   }
 
-  // The trigger: re-select when mean_h cos(q_t, q_{t-1}) < tau. The boundary falls between the
-  // previous token and the current one, so the open segment closes before the current token.
-  // tau <= 0 never fires: the layer selects once, on its first decode step.
-  bool should_reselect(OffloadedLayer& layer, std::span<const float> query) override {
-    bool first = layer.previous_query.empty();
-    bool boundary = false;
-    if (!first && config().tau > 0) {
-      double similarity =
-          mean_query_cosine(query, layer.previous_query, shape().heads, shape().head_dim);
-      boundary = similarity < config().tau;
-    }
-    layer.previous_query.assign(query.begin(), query.end());
-    if (boundary) layer.window.close_before_newest();
-    return first || boundary;
+  // The trigger: re-select when mean_h cos(q_t, q_{t-1}) < tau. tau <= 0 never fires: the layer
+  // selects once, on its first decode step.
+  std::optional<float> trigger_threshold() const override {
+    return config().tau > 0 ? float(config().tau) : -std::numeric_limits<float>::infinity();
   }
+  // The boundary falls between the previous token and the current one, so the open segment
+  // closes before the current token.
+  void on_boundary(OffloadedLayer& layer) override { layer.window.close_before_newest(); }
 
   bool keeps_leaving_segments() const override { return true; }
-
-  std::vector<float> per_head_;
 };
 
 }  // namespace

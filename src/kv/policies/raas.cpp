@@ -29,7 +29,6 @@
 #include "kv/page_importance.h"
 #include "kv/policies/policies.h"
 #include "kv/policy_base.h"
-#include "kv/unit_scoring.h"
 
 namespace louiskv {
 namespace {
@@ -216,7 +215,7 @@ class RaasPolicy final : public PolicyBase {
       lengths_.push_back(page.length);
     }
     scores_.resize(size_t(group * head.held));
-    dot_scores(group_queries, group, held_keys_, head.held, dim, scores_);
+    query_key_scores(group_queries, group, held_keys_, head.held, dim, scores_);
     const std::vector<bool> important =
         important_pages(scores_, group, lengths_, attention_scale(), config().raas_importance_ratio);
     const int64_t current = layer.tokens - 1;

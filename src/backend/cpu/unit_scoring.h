@@ -1,6 +1,6 @@
 // Unit scoring: how well each unit (cluster, segment, page) answers the queries of one KV head's
-// group of query heads. Plain functions over fp32 host arrays, free of policy state, each the
-// shape of a kernel (a small GEMM, a bound per unit, a reduction over the group).
+// group of query heads. Plain functions over fp32 host arrays: the cpu backend's score_units runs
+// them row by row, and the CUDA kernel is tested against them.
 //
 //   queries  [group, dim]       the query heads that share one KV head
 //   keys     [units, dim]       one score key per unit (centroid, sphere centre)
@@ -10,6 +10,8 @@
 
 #include <cstdint>
 #include <span>
+
+#include "backend/kv_ops.h"
 
 namespace louiskv {
 
@@ -27,14 +29,6 @@ void box_upper_bounds(std::span<const float> queries, int64_t group, std::span<c
 void sphere_upper_bounds(std::span<const float> queries, int64_t group,
                          std::span<const float> centers, std::span<const float> radii,
                          int64_t units, int64_t dim, std::span<float> scores);
-
-// How a group of query heads agrees on one score per unit.
-enum class GroupReduction {
-  max,           // the best head decides (Quest, ArkVale: a unit any head needs is kept)
-  sum,           // heads vote by raw score (ClusterKV)
-  softmax_mean,  // LouisKV: softmax over units of scale * score per head, averaged over heads,
-                 // so that a head with large logits does not outvote the others
-};
 
 // reduced[u] from scores [group, units]; `scale` is used by softmax_mean only.
 void reduce_over_group(std::span<const float> scores, int64_t group, int64_t units,

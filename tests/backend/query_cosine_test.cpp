@@ -1,5 +1,5 @@
 // The LouisKV trigger's measure (src/kv/query_cosine.h).
-#include "kv/query_cosine.h"
+#include "backend/cpu/query_cosine.h"
 
 #include <cmath>
 #include <random>

@@ -1,6 +1,6 @@
 // Unit scoring and summaries (src/kv/unit_scoring.h, unit_summary.h): the Quest box bound and
 // the ArkVale sphere bound are upper bounds of q.k over their unit; group reductions.
-#include "kv/unit_scoring.h"
+#include "backend/cpu/unit_scoring.h"
 
 #include <algorithm>
 #include <cmath>
@@ -9,7 +9,7 @@
 
 #include <gtest/gtest.h>
 
-#include "kv/unit_summary.h"
+#include "backend/cpu/unit_summary.h"
 
 namespace louiskv {
 namespace {

@@ -1,6 +1,6 @@
 // Budget fill (src/kv/budget_fill.h): never over the budget, the reserved tokens (sinks, window)
 // always left out of the units' share, and the edges of DESIGN.md's test list.
-#include "kv/budget_fill.h"
+#include "backend/cpu/budget_fill.h"
 
 #include <random>
 #include <vector>

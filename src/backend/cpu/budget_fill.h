@@ -1,8 +1,9 @@
 // Budget fill: which units to attend, given their scores and lengths (DESIGN.md section 5). Units
 // differ in length (clusters, segments, pages), so this is a knapsack, filled greedily: units are
 // taken in score order, and a unit too long for what is left is skipped (a shorter, lower-scored
-// unit may still fit). The budget is never exceeded. Plain function; the CUDA twin is one
-// sort plus a prefix scan.
+// unit may still fit). The budget is never exceeded. A plain function: the cpu backend's
+// budget_fill runs it row by row, and the CUDA kernel (a sort, then the greedy walk) is tested
+// against it.
 #pragma once
 
 #include <cstdint>

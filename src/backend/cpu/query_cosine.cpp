@@ -1,4 +1,4 @@
-#include "kv/query_cosine.h"
+#include "backend/cpu/query_cosine.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "kv/budget_fill.h"
+#include "backend/cpu/budget_fill.h"
 
 #include <algorithm>
 #include <cmath>

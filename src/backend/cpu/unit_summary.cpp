@@ -1,4 +1,4 @@
-#include "kv/unit_summary.h"
+#include "backend/cpu/unit_summary.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,6 +1,7 @@
 // What a unit carries besides its tokens (DESIGN.md section 3): its mean key (LouisKV's and
 // ClusterKV's score key), its per-channel key box (Quest, ArkVale's box digest) and a bounding
-// sphere (ArkVale's sphere digest). Plain functions over the unit's fp32 keys [length, dim].
+// sphere (ArkVale's sphere digest). Plain functions over the unit's fp32 keys [length, dim]: the
+// cpu backend's summarize_units runs them unit by unit.
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,6 @@
 // The LouisKV trigger's measure (DESIGN.md section 5): r = mean over query heads of
-// cos(q_t, q_{t-1}). Plain function over fp32 host arrays [heads, dim]; on the device it is one
-// small reduction per layer.
+// cos(q_t, q_{t-1}). A plain function over fp32 host arrays [heads, dim]: the cpu backend's
+// query_cosine runs it sequence by sequence; on the device it is one small reduction per layer.
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-#include "kv/unit_scoring.h"
+#include "backend/cpu/unit_scoring.h"
 
 #include <algorithm>
 #include <cmath>
@@ -100,6 +100,7 @@ void reduce_over_group(std::span<const float> scores, int64_t group, int64_t uni
         const float* row = scores.data() + g * units;
         float largest = -std::numeric_limits<float>::infinity();
         for (int64_t u = 0; u < units; ++u) largest = std::max(largest, scale * row[u]);
+        if (largest == -std::numeric_limits<float>::infinity()) continue;  // no unit to weigh
         float total = 0.0f;
         for (int64_t u = 0; u < units; ++u) {
           weights[u] = std::exp(scale * row[u] - largest);
