@@ -97,7 +97,7 @@ std::string read_prompt(const std::string& text, const std::string& file) {
 }
 
 nlohmann::json kv_stats_json(const KvConfig& config, const KvStats& stats) {
-  return {{"policy", config.policy},
+  nlohmann::json document = {{"policy", config.policy},
           {"budget", config.budget},
           {"decode_steps", stats.decode_steps},
           {"retrieval_rate", stats.retrieval_rate()},
@@ -109,6 +109,9 @@ nlohmann::json kv_stats_json(const KvConfig& config, const KvStats& stats) {
           {"score_ms", stats.score_ms},
           {"select_ms", stats.select_ms},
           {"transfer_ms", stats.transfer_ms}};
+  // tau comes from the calibration file when --tau is absent: say which one a run used.
+  if (config.policy == "louiskv") document["tau"] = config.tau;
+  return document;
 }
 
 void print_json(const nlohmann::json& document) {
