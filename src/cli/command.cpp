@@ -101,7 +101,7 @@ std::string read_prompt(const std::string& text, const std::string& file) {
 }
 
 nlohmann::json kv_stats_json(const KvConfig& config, const KvStats& stats) {
-  return {{"policy", config.policy},
+  nlohmann::json document = {{"policy", config.policy},
           {"budget", config.budget},
           {"decode_steps", stats.decode_steps},
           {"retrieval_rate", stats.retrieval_rate()},
@@ -114,6 +114,9 @@ nlohmann::json kv_stats_json(const KvConfig& config, const KvStats& stats) {
           {"select_ms", stats.select_ms},
           {"transfer_ms", stats.transfer_ms},
           {"host_syncs", stats.host_syncs}};
+  // tau comes from the calibration file when --tau is absent: say which one a run used.
+  if (config.policy == "louiskv") document["tau"] = config.tau;
+  return document;
 }
 
 void print_json(const nlohmann::json& document) {

@@ -34,12 +34,76 @@ nlohmann::json fidelity_json(const FidelityReport& report, const KvConfig& kv, b
   return document;
 }
 
+// The runs of --policies and --budgets: every policy at every budget, except `full`, which ignores
+// the budget and runs once. Without either option, the one run of --kv and --budget.
+std::vector<KvConfig> comparison_runs(const KvConfig& kv, const std::vector<std::string>& policies,
+                                      const std::vector<int64_t>& budgets) {
+  std::vector<KvConfig> runs;
+  for (const std::string& policy : policies.empty() ? std::vector<std::string>{kv.policy} : policies) {
+    for (int64_t budget : budgets.empty() ? std::vector<int64_t>{kv.budget} : budgets) {
+      KvConfig config = kv;
+      config.policy = policy;
+      config.budget = budget;
+      runs.push_back(config);
+      if (policy == "full") break;
+    }
+  }
+  return runs;
+}
+
+nlohmann::json passkey_json(const PasskeyReport& report, const KvConfig& kv) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (const auto& item : report.items) {
+    rows.push_back({{"context_tokens", item.context_tokens},
+                    {"key", item.key},
+                    {"answer", item.answer},
+                    {"correct", item.correct},
+                    {"retrieval_rate", item.kv.retrieval_rate()},
+                    {"h2d_bytes_per_token", item.kv.h2d_bytes_per_token()}});
+  }
+  return {{"task", "passkey"},
+          {"accuracy", report.accuracy},
+          {"retrieval_rate", report.kv.retrieval_rate()},
+          {"h2d_bytes_per_token", report.kv.h2d_bytes_per_token()},
+          {"kv", kv_stats_json(kv, report.kv)},
+          {"items", rows}};
+}
+
+void print_passkey(const PasskeyReport& report, const KvConfig& kv, bool with_items) {
+  if (with_items) {
+    for (const auto& item : report.items) {
+      std::printf("%6lld tokens  key %s  answer %-12s %s\n", static_cast<long long>(item.context_tokens), item.key.c_str(),
+                  nlohmann::json(item.answer).dump().c_str(), item.correct ? "correct" : "WRONG");
+    }
+  }
+  std::printf("%s at budget %lld: accuracy %.3f, retrieval_rate %.3f, h2d_bytes_per_token %.0f\n", kv.policy.c_str(),
+              static_cast<long long>(kv.budget), report.accuracy, report.kv.retrieval_rate(),
+              report.kv.h2d_bytes_per_token());
+}
+
+void print_fidelity(const FidelityReport& report, const KvConfig& kv, bool with_full) {
+  std::printf("%s at budget %lld, context %lld, %lld steps:\n", kv.policy.c_str(), static_cast<long long>(kv.budget),
+              static_cast<long long>(report.context), static_cast<long long>(report.steps));
+  if (with_full) {
+    std::printf("  kl_to_full %.5f  top1_agreement %.4f  perplexity %.3f (full %.3f)\n", report.kl_to_full,
+                report.top1_agreement, report.perplexity, report.perplexity_full);
+  } else {
+    std::printf("  perplexity %.3f\n", report.perplexity);
+  }
+  std::printf("  attn_recall %.4f  retrieval_rate %.4f  h2d_bytes_per_token %.0f\n  attn_recall per layer:", report.attn_recall,
+              report.kv.retrieval_rate(), report.kv.h2d_bytes_per_token());
+  for (double value : report.attn_recall_per_layer) std::printf(" %.4f", value);
+  std::printf("\n");
+}
+
 }  // namespace
 
 CommandRunner add_eval_command(CLI::App& app) {
   struct Options {
     ModelOptions model;
     KvConfig kv;
+    std::vector<std::string> policies;
+    std::vector<int64_t> budgets;
     std::string prompts_file, text_file, prompt, prompt_file;
     double text_from = 0.0;
     int64_t context = 8192, steps = 256, answer_tokens = 8, limit = 0, generate = 0;
@@ -52,6 +116,9 @@ CommandRunner add_eval_command(CLI::App& app) {
     options->model.add_to(*sub);
     add_kv_options(*sub, options->kv);
     sub->add_flag("--json", options->json, "print one JSON object");
+    sub->add_option("--policies", options->policies, "compare these policies (each prompt's prefill runs once)")
+        ->check(CLI::IsMember(kv_policy_names()));
+    sub->add_option("--budgets", options->budgets, "compare these budgets (full runs once)")->check(CLI::PositiveNumber);
   };
   CLI::App* passkey = command->add_subcommand("passkey", "greedy pass-key answers and accuracy");
   common(passkey);
@@ -78,34 +145,20 @@ CommandRunner add_eval_command(CLI::App& app) {
     CLI::App* parsed = passkey->parsed() ? passkey : fidelity->parsed() ? fidelity : perplexity;
     apply_calibrated_tau(*parsed, options->kv, options->model.engine_options());
     Engine engine(options->model.engine_options());
+    const bool comparison = !options->policies.empty() || !options->budgets.empty();
+    const std::vector<KvConfig> runs = comparison_runs(options->kv, options->policies, options->budgets);
     if (passkey->parsed()) {
       auto items = load_passkey_items(options->prompts_file);
       if (options->limit > 0 && size_t(options->limit) < items.size()) items.resize(size_t(options->limit));
-      PasskeyReport report = evaluate_passkey(engine, options->kv, items, options->answer_tokens, progress_line("passkey"));
-      nlohmann::json rows = nlohmann::json::array();
-      for (const auto& item : report.items) {
-        rows.push_back({{"context_tokens", item.context_tokens},
-                        {"key", item.key},
-                        {"answer", item.answer},
-                        {"correct", item.correct},
-                        {"retrieval_rate", item.kv.retrieval_rate()},
-                        {"h2d_bytes_per_token", item.kv.h2d_bytes_per_token()}});
-      }
-      if (options->json) {
-        print_json({{"task", "passkey"},
-                    {"accuracy", report.accuracy},
-                    {"retrieval_rate", report.kv.retrieval_rate()},
-                    {"h2d_bytes_per_token", report.kv.h2d_bytes_per_token()},
-                    {"kv", kv_stats_json(options->kv, report.kv)},
-                    {"items", rows}});
+      auto reports = evaluate_passkey(engine, runs, items, options->answer_tokens, progress_line("passkey"));
+      if (options->json && !comparison) {
+        print_json(passkey_json(reports.front(), runs.front()));
+      } else if (options->json) {
+        nlohmann::json rows = nlohmann::json::array();
+        for (size_t r = 0; r < runs.size(); ++r) rows.push_back(passkey_json(reports[r], runs[r]));
+        print_json({{"task", "passkey"}, {"prompts", items.size()}, {"runs", rows}});
       } else {
-        for (const auto& item : report.items) {
-          std::printf("%6lld tokens  key %s  answer %-12s %s\n", static_cast<long long>(item.context_tokens), item.key.c_str(),
-                      nlohmann::json(item.answer).dump().c_str(), item.correct ? "correct" : "WRONG");
-        }
-        std::printf("%s at budget %lld: accuracy %.3f, retrieval_rate %.3f, h2d_bytes_per_token %.0f\n",
-                    options->kv.policy.c_str(), static_cast<long long>(options->kv.budget), report.accuracy,
-                    report.kv.retrieval_rate(), report.kv.h2d_bytes_per_token());
+        for (size_t r = 0; r < runs.size(); ++r) print_passkey(reports[r], runs[r], !comparison);
       }
       return 0;
     }
@@ -135,27 +188,26 @@ CommandRunner add_eval_command(CLI::App& app) {
       }
       tokens = engine.tokenizer().encode(load_evaluation_text(options->text_file, options->text_from), true);
     }
-    FidelityReport report = evaluate_teacher_forced(engine, options->kv, tokens, context, steps, with_full,
-                                                    progress_line(with_full ? "fidelity" : "perplexity"));
-    nlohmann::json document = fidelity_json(report, options->kv, with_full);
-    document["task"] = with_full ? "fidelity" : "perplexity";
-    if (options->generate > 0) document["generated"] = options->generate;
-    if (options->json) {
+    auto reports = evaluate_teacher_forced(engine, runs, tokens, context, steps, with_full,
+                                           progress_line(with_full ? "fidelity" : "perplexity"));
+    const std::string task = with_full ? "fidelity" : "perplexity";
+    if (options->json && !comparison) {
+      nlohmann::json document = fidelity_json(reports.front(), runs.front(), with_full);
+      document["task"] = task;
+      if (options->generate > 0) document["generated"] = options->generate;
+      print_json(document);
+    } else if (options->json) {
+      nlohmann::json rows = nlohmann::json::array();
+      for (size_t r = 0; r < runs.size(); ++r) {
+        nlohmann::json row = fidelity_json(reports[r], runs[r], with_full);
+        row["task"] = task;
+        rows.push_back(row);
+      }
+      nlohmann::json document = {{"task", task}, {"context", context}, {"steps", steps}, {"runs", rows}};
+      if (options->generate > 0) document["generated"] = options->generate;
       print_json(document);
     } else {
-      std::printf("%s at budget %lld, context %lld, %lld steps:\n", options->kv.policy.c_str(),
-                  static_cast<long long>(options->kv.budget), static_cast<long long>(report.context),
-                  static_cast<long long>(report.steps));
-      if (with_full) {
-        std::printf("  kl_to_full %.5f  top1_agreement %.4f  perplexity %.3f (full %.3f)\n", report.kl_to_full,
-                    report.top1_agreement, report.perplexity, report.perplexity_full);
-      } else {
-        std::printf("  perplexity %.3f\n", report.perplexity);
-      }
-      std::printf("  attn_recall %.4f  retrieval_rate %.4f  h2d_bytes_per_token %.0f\n  attn_recall per layer:", report.attn_recall,
-                  report.kv.retrieval_rate(), report.kv.h2d_bytes_per_token());
-      for (double value : report.attn_recall_per_layer) std::printf(" %.4f", value);
-      std::printf("\n");
+      for (size_t r = 0; r < runs.size(); ++r) print_fidelity(reports[r], runs[r], with_full);
     }
     return 0;
   };

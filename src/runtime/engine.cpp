@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "runtime/prefilled_prompt.h"
+
 namespace louiskv {
 namespace {
 
@@ -69,6 +71,30 @@ void Engine::check_context(int64_t tokens) const {
 
 GenerationResult Engine::generate(std::span<const int32_t> prompt, const GenerationConfig& generation, KvPolicy& kv,
                                   const TextCallback& on_text) {
+  auto fill = [&](SequenceId id, std::vector<float>& logits) {
+    decoder_->prefill(id, prompt, kv, int64_t(prompt.size()) - 1, [&](int64_t, const float* row, int64_t) {
+      std::copy(row, row + logits.size(), logits.begin());
+    });
+  };
+  return generate_after(prompt, fill, generation, kv, on_text);
+}
+
+GenerationResult Engine::generate(const PrefilledPrompt& prompt, const GenerationConfig& generation, KvPolicy& kv,
+                                  const TextCallback& on_text) {
+  auto fill = [&](SequenceId id, std::vector<float>& logits) {
+    prompt.replay(kv, id);
+    std::copy(prompt.last_logits().begin(), prompt.last_logits().end(), logits.begin());
+  };
+  return generate_after(prompt.tokens(), fill, generation, kv, on_text);
+}
+
+PrefilledPrompt Engine::prefill(std::span<const int32_t> prompt) {
+  check_context(int64_t(prompt.size()));
+  return PrefilledPrompt::capture(*model_, *decoder_, *backend_, prompt);
+}
+
+GenerationResult Engine::generate_after(std::span<const int32_t> prompt, const PromptFill& fill,
+                                        const GenerationConfig& generation, KvPolicy& kv, const TextCallback& on_text) {
   validate(generation.sampling);
   if (prompt.empty()) throw_error(ErrorKind::invalid_input, "the prompt is empty");
   if (generation.max_new_tokens < 0) throw_error(ErrorKind::invalid_input, "-n must be >= 0");
@@ -95,9 +121,7 @@ GenerationResult Engine::generate(std::span<const int32_t> prompt, const Generat
     result.stop_reason = "length";
     return result;
   }
-  decoder_->prefill(id, prompt, kv, int64_t(prompt.size()) - 1, [&](int64_t, const float* row, int64_t) {
-    std::copy(row, row + c.vocab_size, logits.begin());
-  });
+  fill(id, logits);
   result.stats.prefill_ms = milliseconds_since(start);
 
   std::optional<TokenStreamDecoder> stream;

@@ -16,6 +16,8 @@
 
 namespace louiskv {
 
+class PrefilledPrompt;
+
 struct EngineOptions {
   std::filesystem::path model_dir;
   std::string device = "auto";     // "auto" (cuda when a GPU is present), "cpu" or "cuda"
@@ -49,10 +51,22 @@ class Engine {
 
   GenerationResult generate(std::span<const int32_t> prompt, const GenerationConfig& generation,
                             KvPolicy& kv, const TextCallback& on_text = {});
+  // The same generation from a prompt prefilled once (runtime/prefilled_prompt.h): the policy is
+  // handed the prompt's K/V by replay instead of running the model over the prompt again.
+  GenerationResult generate(const PrefilledPrompt& prompt, const GenerationConfig& generation,
+                            KvPolicy& kv, const TextCallback& on_text = {});
+  // Runs the prefill of `prompt` once, to be replayed into several policies.
+  PrefilledPrompt prefill(std::span<const int32_t> prompt);
 
   SequenceId new_sequence_id() { return next_sequence_id_++; }
 
  private:
+  // Stores the prompt in the policy under the sequence id and writes the next-token logits.
+  using PromptFill = std::function<void(SequenceId id, std::vector<float>& logits)>;
+  GenerationResult generate_after(std::span<const int32_t> prompt, const PromptFill& fill,
+                                  const GenerationConfig& generation, KvPolicy& kv,
+                                  const TextCallback& on_text);
+
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Model> model_;
   std::unique_ptr<Tokenizer> tokenizer_;

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "runtime/prefilled_prompt.h"
 #include "runtime/recall_probe.h"
 
 namespace louiskv {
@@ -43,6 +44,7 @@ void add_stats(KvStats& total, const KvStats& one) {
   total.score_ms += one.score_ms;
   total.select_ms += one.select_ms;
   total.transfer_ms += one.transfer_ms;
+  total.host_syncs += one.host_syncs;
 }
 
 // log-softmax of a row of logits, in double.
@@ -82,28 +84,43 @@ std::vector<PasskeyItem> load_passkey_items(const std::filesystem::path& file) {
 
 PasskeyReport evaluate_passkey(Engine& engine, const KvConfig& kv, const std::vector<PasskeyItem>& items,
                                int64_t answer_tokens, const ProgressCallback& progress) {
-  PasskeyReport report;
-  auto policy = engine.make_policy(kv);
+  return evaluate_passkey(engine, std::vector<KvConfig>{kv}, items, answer_tokens, progress).front();
+}
+
+std::vector<PasskeyReport> evaluate_passkey(Engine& engine, const std::vector<KvConfig>& configs,
+                                            const std::vector<PasskeyItem>& items, int64_t answer_tokens,
+                                            const ProgressCallback& progress) {
+  std::vector<PasskeyReport> reports(configs.size());
+  std::vector<std::unique_ptr<KvPolicy>> policies;
+  for (const KvConfig& config : configs) policies.push_back(engine.make_policy(config));
+  std::vector<int64_t> correct(configs.size(), 0);
   GenerationConfig generation;
   generation.max_new_tokens = answer_tokens;
   generation.sampling.temperature = 0.0f;
-  int64_t correct = 0;
   for (size_t i = 0; i < items.size(); ++i) {
     const auto prompt = engine.tokenizer().encode(items[i].prompt, true);
-    GenerationResult result = engine.generate(prompt, generation, *policy);
-    PasskeyOutcome outcome;
-    outcome.context_tokens = int64_t(prompt.size());
-    outcome.key = items[i].key;
-    outcome.answer = result.text;
-    outcome.correct = first_number(result.text) == items[i].key;
-    outcome.kv = result.kv;
-    correct += outcome.correct;
-    add_stats(report.kv, result.kv);
-    report.items.push_back(std::move(outcome));
+    // One policy runs its own prefill; several share one (and hold its K/V meanwhile).
+    std::optional<PrefilledPrompt> prefilled;
+    if (configs.size() > 1) prefilled.emplace(engine.prefill(prompt));
+    for (size_t c = 0; c < configs.size(); ++c) {
+      GenerationResult result = prefilled ? engine.generate(*prefilled, generation, *policies[c])
+                                          : engine.generate(prompt, generation, *policies[c]);
+      PasskeyOutcome outcome;
+      outcome.context_tokens = int64_t(prompt.size());
+      outcome.key = items[i].key;
+      outcome.answer = result.text;
+      outcome.correct = first_number(result.text) == items[i].key;
+      outcome.kv = result.kv;
+      correct[c] += outcome.correct;
+      add_stats(reports[c].kv, result.kv);
+      reports[c].items.push_back(std::move(outcome));
+    }
     if (progress) progress(int64_t(i + 1), int64_t(items.size()));
   }
-  report.accuracy = items.empty() ? 0.0 : double(correct) / double(items.size());
-  return report;
+  for (size_t c = 0; c < configs.size(); ++c) {
+    reports[c].accuracy = items.empty() ? 0.0 : double(correct[c]) / double(items.size());
+  }
+  return reports;
 }
 
 std::string load_evaluation_text(const std::filesystem::path& file, double from_fraction) {
@@ -131,6 +148,13 @@ std::string load_evaluation_text(const std::filesystem::path& file, double from_
 FidelityReport evaluate_teacher_forced(Engine& engine, const KvConfig& kv, const std::vector<int32_t>& tokens,
                                        int64_t context, int64_t steps, bool compare_with_full,
                                        const ProgressCallback& progress) {
+  return evaluate_teacher_forced(engine, std::vector<KvConfig>{kv}, tokens, context, steps, compare_with_full, progress)
+      .front();
+}
+
+std::vector<FidelityReport> evaluate_teacher_forced(Engine& engine, const std::vector<KvConfig>& configs,
+                                                    const std::vector<int32_t>& tokens, int64_t context, int64_t steps,
+                                                    bool compare_with_full, const ProgressCallback& progress) {
   if (context < 1) throw_error(ErrorKind::invalid_input, "--context must be at least 1");
   if (steps < 1) throw_error(ErrorKind::invalid_input, "--steps must be at least 1");
   if (int64_t(tokens.size()) < context + steps) {
@@ -140,67 +164,80 @@ FidelityReport evaluate_teacher_forced(Engine& engine, const KvConfig& kv, const
   }
   engine.check_context(context + steps);
   const int64_t vocab = engine.config().vocab_size;
-  FidelityReport report;
-  report.context = context;
-  report.steps = steps;
+  const PrefilledPrompt prompt = engine.prefill(std::span<const int32_t>(tokens.data(), size_t(context)));
+  const int64_t runs = int64_t(configs.size()) + (compare_with_full ? 1 : 0);
+  int64_t runs_done = 0;
+  auto step_done = [&](int64_t step) {
+    if (progress) progress(runs_done * steps + step + 1, runs * steps);
+  };
 
-  RecallProbe policy(engine.make_policy(kv), engine.kv_shape(), engine.backend());
-  std::unique_ptr<KvPolicy> full;
-  const SequenceId policy_id = engine.new_sequence_id(), full_id = engine.new_sequence_id();
-  policy.add_sequence(policy_id, context + steps);
+  // Teacher-forced decoding of one policy: calls `on_logits(step, logits)` with the logits that
+  // predict tokens[context + step].
+  auto decode = [&](KvPolicy& policy, const std::function<void(int64_t, const std::vector<float>&)>& on_logits) {
+    const SequenceId id = engine.new_sequence_id();
+    policy.add_sequence(id, context + steps);
+    prompt.replay(policy, id);
+    std::vector<float> logits(prompt.last_logits().begin(), prompt.last_logits().end());
+    for (int64_t step = 0; step < steps; ++step) {
+      on_logits(step, logits);
+      step_done(step);
+      if (step + 1 == steps) break;
+      const SequenceId batch[1] = {id};
+      const int32_t next[1] = {tokens[size_t(context + step)]};
+      const int64_t position[1] = {context + step};
+      engine.decoder().decode(batch, next, position, policy, logits.data());
+    }
+    ++runs_done;
+    return id;
+  };
+
+  auto argmax = [](const std::vector<float>& row) { return std::max_element(row.begin(), row.end()) - row.begin(); };
+  std::vector<std::vector<double>> full_log_p;  // [steps][vocab]
+  std::vector<int64_t> full_top1;               // [steps]
   if (compare_with_full) {
-    KvConfig full_config = kv;
+    KvConfig full_config;
     full_config.policy = "full";
-    full = engine.make_policy(full_config);
-    full->add_sequence(full_id, context + steps);
+    auto full = engine.make_policy(full_config);
+    const SequenceId id = decode(*full, [&](int64_t, const std::vector<float>& logits) {
+      full_log_p.push_back(log_probabilities(logits));
+      full_top1.push_back(argmax(logits));
+    });
+    full->remove_sequence(id);
   }
 
-  std::vector<float> logits(static_cast<size_t>(vocab)), full_logits(static_cast<size_t>(vocab));
-  std::span<const int32_t> prompt(tokens.data(), size_t(context));
-  auto keep_last = [](std::vector<float>& into) {
-    return [&into](int64_t, const float* row, int64_t rows) {
-      std::copy(row + (rows - 1) * int64_t(into.size()), row + rows * int64_t(into.size()), into.begin());
-    };
-  };
-  engine.decoder().prefill(policy_id, prompt, policy, context - 1, keep_last(logits));
-  if (full) engine.decoder().prefill(full_id, prompt, *full, context - 1, keep_last(full_logits));
-
-  double kl_sum = 0, nll_sum = 0, full_nll_sum = 0;
-  int64_t agreements = 0;
-  for (int64_t step = 0; step < steps; ++step) {
-    // The logits now predict tokens[context + step].
-    const int32_t truth = tokens[size_t(context + step)];
-    const auto log_p = log_probabilities(logits);
-    nll_sum -= log_p[size_t(truth)];
-    if (full) {
-      const auto log_q = log_probabilities(full_logits);
+  std::vector<FidelityReport> reports;
+  for (const KvConfig& config : configs) {
+    FidelityReport report;
+    report.context = context;
+    report.steps = steps;
+    RecallProbe policy(engine.make_policy(config), engine.kv_shape(), engine.backend());
+    double kl_sum = 0, nll_sum = 0, full_nll_sum = 0;
+    int64_t agreements = 0;
+    const SequenceId id = decode(policy, [&](int64_t step, const std::vector<float>& logits) {
+      const int32_t truth = tokens[size_t(context + step)];
+      const auto log_p = log_probabilities(logits);
+      nll_sum -= log_p[size_t(truth)];
+      if (!compare_with_full) return;
+      const auto& log_q = full_log_p[size_t(step)];
       full_nll_sum -= log_q[size_t(truth)];
       double kl = 0;
       for (int64_t i = 0; i < vocab; ++i) kl += std::exp(log_q[size_t(i)]) * (log_q[size_t(i)] - log_p[size_t(i)]);
       kl_sum += std::max(0.0, kl);
-      const auto argmax = [](const std::vector<float>& row) { return std::max_element(row.begin(), row.end()) - row.begin(); };
-      agreements += argmax(logits) == argmax(full_logits);
+      agreements += argmax(logits) == full_top1[size_t(step)];
+    });
+    report.perplexity = std::exp(nll_sum / double(steps));
+    if (compare_with_full) {
+      report.kl_to_full = kl_sum / double(steps);
+      report.top1_agreement = double(agreements) / double(steps);
+      report.perplexity_full = std::exp(full_nll_sum / double(steps));
     }
-    if (step + 1 == steps) break;
-    const SequenceId policy_batch[1] = {policy_id}, full_batch[1] = {full_id};
-    const int32_t next[1] = {truth};
-    const int64_t position[1] = {context + step};
-    engine.decoder().decode(policy_batch, next, position, policy, logits.data());
-    if (full) engine.decoder().decode(full_batch, next, position, *full, full_logits.data());
-    if (progress) progress(step + 1, steps);
+    report.attn_recall_per_layer = policy.recall_per_layer();
+    report.attn_recall = policy.recall();
+    report.kv = policy.stats(id);
+    policy.remove_sequence(id);
+    reports.push_back(std::move(report));
   }
-  report.perplexity = std::exp(nll_sum / double(steps));
-  if (full) {
-    report.kl_to_full = kl_sum / double(steps);
-    report.top1_agreement = double(agreements) / double(steps);
-    report.perplexity_full = std::exp(full_nll_sum / double(steps));
-  }
-  report.attn_recall_per_layer = policy.recall_per_layer();
-  report.attn_recall = policy.recall();
-  report.kv = policy.stats(policy_id);
-  policy.remove_sequence(policy_id);
-  if (full) full->remove_sequence(full_id);
-  return report;
+  return reports;
 }
 
 std::vector<int32_t> with_greedy_continuation(Engine& engine, const std::vector<int32_t>& prompt, int64_t tokens) {

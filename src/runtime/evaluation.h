@@ -42,6 +42,12 @@ struct PasskeyReport {
 
 PasskeyReport evaluate_passkey(Engine& engine, const KvConfig& kv, const std::vector<PasskeyItem>& items,
                                int64_t answer_tokens = 8, const ProgressCallback& progress = {});
+// Several policies on the same items, one report per config in order. Each prompt's prefill runs
+// once and is replayed into every policy (PrefilledPrompt), which gives the same answers as a
+// prefill per policy.
+std::vector<PasskeyReport> evaluate_passkey(Engine& engine, const std::vector<KvConfig>& configs,
+                                            const std::vector<PasskeyItem>& items, int64_t answer_tokens = 8,
+                                            const ProgressCallback& progress = {});
 
 // Text of a file: plain text, or the "text" field of a JSON object; `from_fraction` skips that
 // share of its characters (0.9: the last 10%, the held-out part of the bundled model's data).
@@ -64,6 +70,12 @@ struct FidelityReport {
 FidelityReport evaluate_teacher_forced(Engine& engine, const KvConfig& kv, const std::vector<int32_t>& tokens,
                                        int64_t context, int64_t steps, bool compare_with_full,
                                        const ProgressCallback& progress = {});
+// Several policies on the same text, one report per config in order. The prefill of the context
+// runs once and is replayed into every policy, and the full cache's run (teacher-forced, so the
+// same for every policy) is decoded once.
+std::vector<FidelityReport> evaluate_teacher_forced(Engine& engine, const std::vector<KvConfig>& configs,
+                                                    const std::vector<int32_t>& tokens, int64_t context, int64_t steps,
+                                                    bool compare_with_full, const ProgressCallback& progress = {});
 
 // `prompt` followed by the full cache's own greedy continuation of `tokens` ids, generated with
 // end-of-sequence ids ignored so that the continuation has exactly that length. Teacher-forcing
