@@ -88,6 +88,12 @@ void add_sampling_options(CLI::App& command, GenerationConfig& config) {
   command.add_flag("--ignore-eos", config.ignore_eos, "keep generating past end-of-sequence tokens");
 }
 
+std::filesystem::path default_haystack() {
+  const std::filesystem::path relative = "data/haystack.txt";
+  if (std::filesystem::exists(relative)) return relative;
+  return std::filesystem::path(LOUISKV_SOURCE_DIR) / relative;
+}
+
 std::string read_text_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw_error(ErrorKind::io, path.string() + ": cannot open the file");

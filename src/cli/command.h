@@ -41,6 +41,9 @@ void add_sampling_options(CLI::App& command, GenerationConfig& config);
 // Reads the prompt from -p TEXT or -f FILE (exactly one); errors name the file.
 std::string read_prompt(const std::string& text, const std::string& file);
 std::string read_text_file(const std::filesystem::path& path);
+// data/haystack.txt: public-domain text shipped with the repository (held-out War and Peace), so
+// that a fresh clone can build pass-key prompts for the demo and for calibration.
+std::filesystem::path default_haystack();
 
 // The policy, its budget and its counters, with the names of DESIGN.md section 8.
 nlohmann::json kv_stats_json(const KvConfig& config, const KvStats& stats);

@@ -9,15 +9,6 @@
 
 namespace louiskv::cli {
 
-namespace {
-// Public-domain text shipped with the repository, so that a fresh clone runs the demo.
-std::filesystem::path default_haystack() {
-  const std::filesystem::path relative = "data/haystack.txt";
-  if (std::filesystem::exists(relative)) return relative;
-  return std::filesystem::path(LOUISKV_SOURCE_DIR) / relative;
-}
-}  // namespace
-
 CommandRunner add_demo_command(CLI::App& app) {
   struct Options {
     ModelOptions model;

@@ -1,5 +1,6 @@
 #include "runtime/calibration.h"
 
+#include <algorithm>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -44,6 +45,40 @@ CalibrationResult calibrate_tau(Engine& engine, KvConfig kv, const std::vector<i
   }
   result.tau = best->tau;
   result.report = best->report;
+  result.budget = kv.budget;
+  return result;
+}
+
+PasskeyCalibrationResult calibrate_tau_on_passkey(Engine& engine, KvConfig kv, const std::vector<PasskeyItem>& items,
+                                                  double target_rate, const std::vector<double>& taus,
+                                                  const ProgressCallback& progress) {
+  if (taus.empty()) throw_error(ErrorKind::invalid_input, "calibrate: no tau to probe");
+  if (items.empty()) throw_error(ErrorKind::invalid_input, "calibrate: no validation pass-key prompt");
+  std::vector<KvConfig> configs;
+  KvConfig full = kv;
+  full.policy = "full";
+  configs.push_back(full);
+  kv.policy = "louiskv";
+  for (double tau : taus) {
+    kv.tau = tau;
+    configs.push_back(kv);
+  }
+  std::vector<PasskeyReport> reports = evaluate_passkey(engine, configs, items, 8, progress);
+  PasskeyCalibrationResult result;
+  result.budget = kv.budget;
+  result.full = reports.front();
+  std::optional<size_t> best;
+  for (size_t i = 0; i < taus.size(); ++i) {
+    result.probes.push_back({taus[i], reports[i + 1]});
+    const bool feasible = reports[i + 1].kv.retrieval_rate() <= target_rate;
+    if (feasible && (!best || taus[i] > taus[*best])) best = i;
+  }
+  if (!best) {
+    // Nothing meets the target: the lowest tau comes closest.
+    best = size_t(std::min_element(taus.begin(), taus.end()) - taus.begin());
+  }
+  result.tau = taus[*best];
+  result.report = reports[*best + 1];
   return result;
 }
 
@@ -51,21 +86,11 @@ std::filesystem::path calibration_file(const std::filesystem::path& model_dir) {
   return model_dir / "louiskv-calibration.json";
 }
 
-void write_calibration(const std::filesystem::path& file, const CalibrationResult& result, const CalibrationTarget& target) {
-  nlohmann::json probes = nlohmann::json::array();
-  for (const auto& probe : result.probes) {
-    probes.push_back({{"tau", probe.tau},
-                      {"retrieval_rate", probe.report.kv.retrieval_rate()},
-                      {"top1_agreement", probe.report.top1_agreement}});
-  }
-  nlohmann::json document = {{"tau", result.tau},
-                             {"retrieval_rate", result.report.kv.retrieval_rate()},
-                             {"top1_agreement", result.report.top1_agreement},
-                             {"probes", probes}};
-  if (target.retrieval_rate) document["target_retrieval_rate"] = *target.retrieval_rate;
-  if (target.top1_agreement) document["target_top1_agreement"] = *target.top1_agreement;
-  // Written beside the target and renamed over it, so that a failed write never leaves a
-  // truncated file where `run` and `eval` look for tau.
+namespace {
+
+// Written beside the target and renamed over it, so that a failed write never leaves a truncated
+// file where `run` and `eval` look for tau.
+void write_json_atomically(const std::filesystem::path& file, const nlohmann::json& document) {
   std::filesystem::path partial = file;
   partial += ".partial";
   {
@@ -87,6 +112,45 @@ void write_calibration(const std::filesystem::path& file, const CalibrationResul
     std::filesystem::remove(partial, error);
     throw_error(ErrorKind::io, file.string() + ": cannot replace the calibration file");
   }
+}
+
+}  // namespace
+
+void write_calibration(const std::filesystem::path& file, const CalibrationResult& result, const CalibrationTarget& target) {
+  nlohmann::json probes = nlohmann::json::array();
+  for (const auto& probe : result.probes) {
+    probes.push_back({{"tau", probe.tau},
+                      {"retrieval_rate", probe.report.kv.retrieval_rate()},
+                      {"top1_agreement", probe.report.top1_agreement}});
+  }
+  nlohmann::json document = {{"task", "text"},
+                             {"budget", result.budget},
+                             {"tau", result.tau},
+                             {"retrieval_rate", result.report.kv.retrieval_rate()},
+                             {"top1_agreement", result.report.top1_agreement},
+                             {"probes", probes}};
+  if (target.retrieval_rate) document["target_retrieval_rate"] = *target.retrieval_rate;
+  if (target.top1_agreement) document["target_top1_agreement"] = *target.top1_agreement;
+  write_json_atomically(file, document);
+}
+
+void write_calibration(const std::filesystem::path& file, const PasskeyCalibrationResult& result, double target_rate) {
+  nlohmann::json probes = nlohmann::json::array();
+  for (const auto& probe : result.probes) {
+    probes.push_back({{"tau", probe.tau},
+                      {"retrieval_rate", probe.report.kv.retrieval_rate()},
+                      {"accuracy", probe.report.accuracy}});
+  }
+  nlohmann::json document = {{"task", "passkey"},
+                             {"prompts", result.full.items.size()},
+                             {"tau", result.tau},
+                             {"retrieval_rate", result.report.kv.retrieval_rate()},
+                             {"accuracy", result.report.accuracy},
+                             {"accuracy_full", result.full.accuracy},
+                             {"budget", result.budget},
+                             {"target_retrieval_rate", target_rate},
+                             {"probes", probes}};
+  write_json_atomically(file, document);
 }
 
 std::optional<double> read_calibrated_tau(const std::filesystem::path& model_dir) {

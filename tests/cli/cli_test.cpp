@@ -2,6 +2,7 @@
 // exit) for each kind of bad input.
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -153,6 +154,48 @@ TEST(Cli, EvalPasskeyReportsAccuracyAndPerItemAnswers) {
   EXPECT_TRUE(document["retrieval_rate"].is_number());
 }
 
+// `eval` without --tau runs LouisKV at the tau of the model folder's calibration file, and
+// --tau overrides it; `calibrate --passkey` writes such a file with every probe it measured.
+TEST(Cli, CalibrationFileSetsTauAndCalibratePasskeyWritesOne) {
+  testing::TempDir dir("cli-calibration");
+  const fs::path model = model_with_config(dir, bundled_config());
+  fs::remove(model / "louiskv-calibration.json");
+  const std::string written = (dir.path() / "written.json").string();
+  Outcome calibrate = run_louiskv("calibrate --device cpu -m " + model.string() +
+                                      " --passkey --lengths 200 --prompts-per-length 1 --taus 0.2 0.95 --budget 96"
+                                      " --sink-tokens 4 --window-tokens 16 -o " + written + " --json",
+                                  false);
+  ASSERT_EQ(calibrate.exit_code, 0) << calibrate.output;
+  std::ifstream in(written);
+  const auto file = nlohmann::json::parse(in);
+  EXPECT_EQ(file["task"], "passkey");
+  ASSERT_EQ(file["probes"].size(), 2u);
+  EXPECT_EQ(file["target_retrieval_rate"], 0.25);
+  // The highest probed tau within the target, else the lowest.
+  double expected = 0.2;
+  for (const auto& probe : file["probes"]) {
+    EXPECT_GE(probe["retrieval_rate"].get<double>(), 0.0);
+    if (probe["retrieval_rate"].get<double>() <= 0.25) expected = std::max(expected, probe["tau"].get<double>());
+  }
+  EXPECT_EQ(file["tau"].get<double>(), expected);
+
+  std::ofstream(model / "louiskv-calibration.json") << "{\"tau\": 0.4375}";
+  const std::string fidelity = "eval fidelity --device cpu -m " + model.string() + " -f " +
+                               (testing::source_dir() / "data" / "haystack.txt").string() +
+                               " --context 96 --steps 2 --kv louiskv --budget 64 --sink-tokens 4 --window-tokens 16 --json";
+  Outcome from_file = run_louiskv(fidelity, false);
+  ASSERT_EQ(from_file.exit_code, 0) << from_file.output;
+  EXPECT_EQ(nlohmann::json::parse(from_file.output)["kv"]["tau"], 0.4375);
+  Outcome overridden = run_louiskv(fidelity + " --tau 0.625", false);
+  ASSERT_EQ(overridden.exit_code, 0) << overridden.output;
+  EXPECT_EQ(nlohmann::json::parse(overridden.output)["kv"]["tau"], 0.625);
+
+  std::ofstream(model / "louiskv-calibration.json") << "{\"tau\": \"high\"}";
+  Outcome malformed = run_louiskv(fidelity, true);
+  EXPECT_EQ(malformed.exit_code, 2) << malformed.output;
+  EXPECT_NE(malformed.output.find("louiskv-calibration.json"), std::string::npos) << malformed.output;
+}
+
 struct BadInputCase {
   std::string name;
   std::string config;     // replaces config.json when not empty
@@ -187,6 +230,9 @@ TEST(Cli, EachBadInputGivesOneClearErrorAndANonZeroExit) {
       {"generate and a text file", "", "eval fidelity --device cpu -m MODEL -p hi --generate 4 -f text.txt", 2, "leave out -f"},
       {"generate without a prompt", "", "eval fidelity --device cpu -m MODEL --generate 4", 2,
        "exactly one of -p TEXT and --prompt-file FILE"},
+      {"calibrate without data", "", "calibrate --device cpu -m MODEL", 2, "-f TEXT_FILE, or --passkey"},
+      {"eval window past the text", "", "eval fidelity --device cpu -m MODEL -f MODEL/README.md --skip-tokens 100000",
+       2, "--skip-tokens"},
       {"raas budget below a page", "", "eval fidelity --device cpu -m MODEL -p hi --generate 4 --kv raas --budget 8", 2,
        "below one page (raas_page_tokens 16)"},
   };
