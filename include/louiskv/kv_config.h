@@ -22,7 +22,7 @@ struct KvConfig {
   // The prompt's newest tokens that start in the decode window of arkvale, clusterkv and louiskv
   // (one closed segment, at most window_tokens), so that the local context of the first decode
   // steps is attended rather than left to retrieval; the rest of the prompt goes to the pool.
-  int64_t prompt_window_tokens = 0;
+  int64_t prompt_window_tokens = 16;
   // Layers that keep full attention and are never offloaded, for every policy (`full` keeps
   // them all). Default: the first two; empty: none.
   std::vector<int> dense_layers{0, 1};
