@@ -50,15 +50,10 @@ void broadcast_bias(const MatmulParams& params, Out* out, int64_t rows, int64_t 
 }  // namespace
 
 bool matmul_prefers_weight_streaming(const TensorView& in, const TensorView& weight) {
-  // bench_decode_gemm on an H200, calls back to back: the streaming kernel read Llama-3.1-8B's
-  // qkv and o weights (50 and 34 MB) faster than cuBLAS at batch 1 to 8 (2990-3059 against
-  // 2850-2948 GB/s, 2563-2695 against 2486-2528), and was slower past 8 tokens and on the larger
-  // gate+up and down weights, where cuBLAS reads at 3400-4060 GB/s.
+  // The plan table in matmul_weight_streaming.cu decides, from bench_decode_gemm's figures.
   if (!weight_streaming_applies(in, weight)) return false;
   const int64_t inner = weight.dim(1);
-  const int64_t tokens = in.numel() / inner;
-  const int64_t weight_bytes = weight.numel() * int64_t(dtype_size(weight.dtype));
-  return tokens <= 8 && weight_bytes <= (int64_t(64) << 20);
+  return weight_streaming_preferred(in.numel() / inner, inner, weight.dim(0));
 }
 
 void launch_matmul(const MatmulParams& params, cublasHandle_t cublas, cudaStream_t stream) {
