@@ -180,8 +180,8 @@ __global__ void __launch_bounds__(threads) attention_decode_f32_kernel(const __g
         value_row = span_rows(&args.spans[span].values) + offset;
       }
       cursor = __shfl_sync(full_mask, span, valid_tokens - 1);
-      // The warp copies the tile's K and V rows, 16 bytes a lane; rows past the chunk's end are
-      // zero-filled (read from token 0's row, which is always valid, but not at all).
+      // The warp copies the tile's K and V rows, 16 bytes a lane. Rows past the chunk's end are
+      // zero-filled: their copies name token 0's row, which always exists, and read nothing.
       const int piece = lane % pieces_per_row;
 #pragma unroll
       for (int i = 0; i < copies; ++i) {
