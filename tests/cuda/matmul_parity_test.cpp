@@ -297,6 +297,75 @@ TEST(CudaParity, MatmulWeightStreamingChained) {
     expect_guard_intact(*backends.gpu, gpu_out, what + " z");
   }
   ASSERT_EQ(cudaStreamDestroy(stream), cudaSuccess);
+
+// The f32 mode: prepare_weight widens the file weights (of any dtype) to f32 on the device once,
+// and every product is an fp32 cuBLAS GEMM (never TF32): the CPU's products of the same weights on
+// full-precision f32 inputs, summed in another order. Biases (Qwen2's q/k/v) of either dtype.
+TEST(CudaF32Parity, Matmul) {
+  LOUISKV_REQUIRE_CUDA();
+  BackendPair backends(DType::f32);
+  Random random;
+  SCOPED_TRACE(seed_note(random));
+  struct Case {
+    int64_t tokens, inner, columns;
+    DType weight;  // dtype in the "file"
+    bool bias;
+    DType bias_dtype;
+  };
+  for (Case c : {Case{1, 64, 96, DType::bf16, false, DType::bf16}, Case{7, 100, 36, DType::f32, true, DType::f32},
+                 Case{129, 4096, 1024, DType::bf16, true, DType::bf16}, Case{3, 4096, 6144, DType::f16, false, DType::bf16},
+                 Case{17, 896, 4864, DType::bf16, true, DType::bf16}, Case{1, 2048, 32000, DType::f32, false, DType::f32},
+                 Case{33, 4096, 512, DType::bf16, false, DType::bf16}, Case{256, 384, 1024, DType::bf16, true, DType::f32},
+                 Case{8, 14336, 512, DType::bf16, true, DType::bf16}}) {
+    std::string what = "f32 matmul in [" + std::to_string(c.tokens) + "," + std::to_string(c.inner) + "] weight " +
+                       std::string(dtype_name(c.weight)) + "[" + std::to_string(c.columns) + "," +
+                       std::to_string(c.inner) + "]" + (c.bias ? " + " + std::string(dtype_name(c.bias_dtype)) + " bias" : "");
+    std::vector<float> in = random.uniform_f32(size_t(c.tokens * c.inner), -1.0f, 1.0f);
+    std::vector<float> file_weight = rounded_to(random.uniform_f32(size_t(c.columns * c.inner), -0.1f, 0.1f), c.weight);
+    std::vector<float> file_bias = rounded_to(random.uniform_f32(size_t(c.columns), -0.5f, 0.5f), c.bias_dtype);
+
+    // The CPU widens the file weights in its kernels.
+    auto cpu_in = make_tensor(*backends.cpu, DType::f32, {c.tokens, c.inner}, in);
+    auto cpu_weight = make_tensor(*backends.cpu, c.weight, {c.columns, c.inner}, file_weight);
+    auto cpu_bias = make_tensor(*backends.cpu, c.bias_dtype, {c.columns}, file_bias);
+    auto cpu_out = make_output(*backends.cpu, DType::f32, {c.tokens, c.columns});
+    backends.cpu->matmul(cpu_out.view, cpu_in.view, cpu_weight.view, c.bias ? &cpu_bias.view : nullptr);
+
+    std::vector<uint8_t> host_weight = encode(file_weight, c.weight);
+    std::vector<uint8_t> host_bias = encode(file_bias, c.bias_dtype);
+    std::vector<Buffer> owner;
+    TensorView gpu_weight = backends.gpu->prepare_weight(
+        view_of(host_weight.data(), c.weight, Device::cpu, {c.columns, c.inner}), owner);
+    TensorView gpu_bias =
+        backends.gpu->prepare_weight(view_of(host_bias.data(), c.bias_dtype, Device::cpu, {c.columns}), owner);
+    ASSERT_EQ(gpu_weight.dtype, DType::f32);
+    ASSERT_EQ(gpu_weight.device, Device::cuda);
+    ASSERT_EQ(gpu_bias.dtype, DType::f32);
+    // The widening is exact.
+    expect_equal(read_values(*backends.gpu, gpu_weight), file_weight, what + " (prepared weight)");
+
+    auto gpu_in = make_tensor(*backends.gpu, DType::f32, {c.tokens, c.inner}, in);
+    auto gpu_out = make_output(*backends.gpu, DType::f32, {c.tokens, c.columns});
+    backends.gpu->matmul(gpu_out.view, gpu_in.view, gpu_weight, c.bias ? &gpu_bias : nullptr);
+    expect_close(read_values(*backends.gpu, gpu_out.view), read_values(*backends.cpu, cpu_out.view), 1e-5, what);
+    expect_guard_intact(*backends.gpu, gpu_out, what);
+  }
+}
+
+// A weight already on the device is widened too (device to device), and an f32 one is kept.
+TEST(CudaF32Parity, PrepareWeightWidensDeviceWeights) {
+  LOUISKV_REQUIRE_CUDA();
+  auto gpu = make_cuda_backend(0, DType::f32);
+  Random random;
+  SCOPED_TRACE(seed_note(random));
+  std::vector<float> values = rounded_to(random.uniform_f32(1000, -1.0f, 1.0f), DType::bf16);
+  auto bf16_weight = make_tensor(*gpu, DType::bf16, {10, 100}, values);
+  std::vector<Buffer> owner;
+  TensorView widened = gpu->prepare_weight(bf16_weight.view, owner);
+  ASSERT_EQ(widened.dtype, DType::f32);
+  expect_equal(read_values(*gpu, widened), values, "f32 prepare_weight of a device bf16 weight");
+  TensorView kept = gpu->prepare_weight(widened, owner);
+  EXPECT_EQ(kept.data, widened.data) << "a device f32 weight needs no copy";
 }
 
 }  // namespace
