@@ -297,6 +297,7 @@ TEST(CudaParity, MatmulWeightStreamingChained) {
     expect_guard_intact(*backends.gpu, gpu_out, what + " z");
   }
   ASSERT_EQ(cudaStreamDestroy(stream), cudaSuccess);
+}
 
 // The f32 mode: prepare_weight widens the file weights (of any dtype) to f32 on the device once,
 // and every product is an fp32 cuBLAS GEMM (never TF32): the CPU's products of the same weights on
