@@ -19,6 +19,10 @@ struct KvConfig {
   // clusterkv and louiskv. StreamingLLM's recent window is budget - sink_tokens, so that it
   // spends the same budget as the others.
   int64_t window_tokens = 64;
+  // The prompt's newest tokens that start in the decode window of arkvale, clusterkv and louiskv
+  // (one closed segment, at most window_tokens), so that the local context of the first decode
+  // steps is attended rather than left to retrieval; the rest of the prompt goes to the pool.
+  int64_t prompt_window_tokens = 0;
   // Layers that keep full attention and are never offloaded, for every policy (`full` keeps
   // them all). Default: the first two; empty: none.
   std::vector<int> dense_layers{0, 1};

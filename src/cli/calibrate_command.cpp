@@ -57,8 +57,8 @@ CommandRunner add_calibrate_command(CLI::App& app) {
                   {"file", file.string()}});
     } else {
       for (const auto& probe : result.probes) {
-        std::printf("tau %.4f: retrieval_rate %.4f%s\n", probe.tau, probe.report.kv.retrieval_rate(),
-                    options->target_top1 ? (", top1_agreement " + std::to_string(probe.report.top1_agreement)).c_str() : "");
+        std::printf("tau %.4f: retrieval_rate %.4f, top1_agreement %.4f\n", probe.tau, probe.report.kv.retrieval_rate(),
+                    probe.report.top1_agreement);
       }
       std::printf("tau = %.4f written to %s\n", result.tau, file.string().c_str());
     }

@@ -51,6 +51,9 @@ void add_kv_options(CLI::App& command, KvConfig& config) {
       ->check(CLI::PositiveNumber);
   command.add_option("--sink-tokens", config.sink_tokens, "first tokens always attended")->check(CLI::NonNegativeNumber);
   command.add_option("--window-tokens", config.window_tokens, "newest tokens always attended")->check(CLI::NonNegativeNumber);
+  command.add_option("--prompt-window-tokens", config.prompt_window_tokens,
+                     "the prompt's newest tokens that start in the decode window (arkvale, clusterkv, louiskv)")
+      ->check(CLI::NonNegativeNumber);
   command.add_option("--dense-layers", config.dense_layers, "layers kept at full attention (default: 0 1)");
   command.add_option("--tau", config.tau, "LouisKV: re-select when the mean query cosine drops below tau")
       ->check(CLI::Range(-1.0, 1.0));

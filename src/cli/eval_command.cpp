@@ -2,6 +2,7 @@
 // measures of DESIGN.md section 8.
 #include <cstdio>
 #include <iostream>
+#include <string>
 
 #include "cli/command.h"
 #include "runtime/evaluation.h"
@@ -34,17 +35,22 @@ nlohmann::json fidelity_json(const FidelityReport& report, const KvConfig& kv, b
   return document;
 }
 
-// The runs of --policies and --budgets: every policy at every budget, except `full`, which ignores
-// the budget and runs once. Without either option, the one run of --kv and --budget.
+// The runs of --policies, --budgets and --taus: every policy at every budget (and louiskv at
+// every tau), except `full`, which ignores the budget and runs once. Without any of them, the
+// one run of --kv, --budget and --tau.
 std::vector<KvConfig> comparison_runs(const KvConfig& kv, const std::vector<std::string>& policies,
-                                      const std::vector<int64_t>& budgets) {
+                                      const std::vector<int64_t>& budgets, const std::vector<double>& taus) {
   std::vector<KvConfig> runs;
   for (const std::string& policy : policies.empty() ? std::vector<std::string>{kv.policy} : policies) {
     for (int64_t budget : budgets.empty() ? std::vector<int64_t>{kv.budget} : budgets) {
-      KvConfig config = kv;
-      config.policy = policy;
-      config.budget = budget;
-      runs.push_back(config);
+      const bool sweeps_tau = policy == "louiskv" && !taus.empty();
+      for (double tau : sweeps_tau ? taus : std::vector<double>{kv.tau}) {
+        KvConfig config = kv;
+        config.policy = policy;
+        config.budget = budget;
+        config.tau = tau;
+        runs.push_back(config);
+      }
       if (policy == "full") break;
     }
   }
@@ -69,6 +75,17 @@ nlohmann::json passkey_json(const PasskeyReport& report, const KvConfig& kv) {
           {"items", rows}};
 }
 
+// "louiskv at budget 256, tau 0.55": what a printed line measured.
+std::string run_label(const KvConfig& kv) {
+  std::string label = kv.policy + " at budget " + std::to_string(kv.budget);
+  if (kv.policy == "louiskv") {
+    char tau[32];
+    std::snprintf(tau, sizeof tau, ", tau %.4g", kv.tau);
+    label += tau;
+  }
+  return label;
+}
+
 void print_passkey(const PasskeyReport& report, const KvConfig& kv, bool with_items) {
   if (with_items) {
     for (const auto& item : report.items) {
@@ -76,13 +93,13 @@ void print_passkey(const PasskeyReport& report, const KvConfig& kv, bool with_it
                   nlohmann::json(item.answer).dump().c_str(), item.correct ? "correct" : "WRONG");
     }
   }
-  std::printf("%s at budget %lld: accuracy %.3f, retrieval_rate %.3f, h2d_bytes_per_token %.0f\n", kv.policy.c_str(),
-              static_cast<long long>(kv.budget), report.accuracy, report.kv.retrieval_rate(),
+  std::printf("%s: accuracy %.3f, retrieval_rate %.3f, h2d_bytes_per_token %.0f\n", run_label(kv).c_str(),
+              report.accuracy, report.kv.retrieval_rate(),
               report.kv.h2d_bytes_per_token());
 }
 
 void print_fidelity(const FidelityReport& report, const KvConfig& kv, bool with_full) {
-  std::printf("%s at budget %lld, context %lld, %lld steps:\n", kv.policy.c_str(), static_cast<long long>(kv.budget),
+  std::printf("%s, context %lld, %lld steps:\n", run_label(kv).c_str(),
               static_cast<long long>(report.context), static_cast<long long>(report.steps));
   if (with_full) {
     std::printf("  kl_to_full %.5f  top1_agreement %.4f  perplexity %.3f (full %.3f)\n", report.kl_to_full,
@@ -104,9 +121,10 @@ CommandRunner add_eval_command(CLI::App& app) {
     KvConfig kv;
     std::vector<std::string> policies;
     std::vector<int64_t> budgets;
+    std::vector<double> taus;
     std::string prompts_file, text_file, prompt, prompt_file;
     double text_from = 0.0;
-    int64_t context = 8192, steps = 256, answer_tokens = 8, limit = 0, generate = 0;
+    int64_t context = 8192, steps = 256, answer_tokens = 8, limit = 0, generate = 0, skip_tokens = 0;
     bool json = false;
   };
   auto options = std::make_shared<Options>();
@@ -119,6 +137,8 @@ CommandRunner add_eval_command(CLI::App& app) {
     sub->add_option("--policies", options->policies, "compare these policies (each prompt's prefill runs once)")
         ->check(CLI::IsMember(kv_policy_names()));
     sub->add_option("--budgets", options->budgets, "compare these budgets (full runs once)")->check(CLI::PositiveNumber);
+    sub->add_option("--taus", options->taus, "compare these LouisKV thresholds (louiskv runs once per tau)")
+        ->check(CLI::Range(-1.0, 1.0));
   };
   CLI::App* passkey = command->add_subcommand("passkey", "greedy pass-key answers and accuracy");
   common(passkey);
@@ -134,6 +154,9 @@ CommandRunner add_eval_command(CLI::App& app) {
     sub->add_option("--text-from", options->text_from, "skip this share of the text (0.9: its last 10%)");
     sub->add_option("--context", options->context, "context tokens before the measured steps")->check(CLI::PositiveNumber);
     sub->add_option("--steps", options->steps, "decode steps measured")->check(CLI::PositiveNumber);
+    sub->add_option("--skip-tokens", options->skip_tokens,
+                    "start this many tokens into the text (after any BOS), for further windows of one text")
+        ->check(CLI::NonNegativeNumber);
     sub->add_option("-p,--prompt", options->prompt, "with --generate: the prompt text");
     sub->add_option("--prompt-file", options->prompt_file, "with --generate: a file holding the prompt");
     sub->add_option("--generate", options->generate,
@@ -145,8 +168,8 @@ CommandRunner add_eval_command(CLI::App& app) {
     CLI::App* parsed = passkey->parsed() ? passkey : fidelity->parsed() ? fidelity : perplexity;
     apply_calibrated_tau(*parsed, options->kv, options->model.engine_options());
     Engine engine(options->model.engine_options());
-    const bool comparison = !options->policies.empty() || !options->budgets.empty();
-    const std::vector<KvConfig> runs = comparison_runs(options->kv, options->policies, options->budgets);
+    const bool comparison = !options->policies.empty() || !options->budgets.empty() || !options->taus.empty();
+    const std::vector<KvConfig> runs = comparison_runs(options->kv, options->policies, options->budgets, options->taus);
     if (passkey->parsed()) {
       auto items = load_passkey_items(options->prompts_file);
       if (options->limit > 0 && size_t(options->limit) < items.size()) items.resize(size_t(options->limit));
@@ -167,9 +190,10 @@ CommandRunner add_eval_command(CLI::App& app) {
     int64_t context = options->context, steps = options->steps;
     if (options->generate > 0) {
       // The continuation is the full cache's own greedy output; both runs are fed prompt + it.
-      if (!options->text_file.empty() || parsed->count("--context") > 0 || parsed->count("--steps") > 0) {
+      if (!options->text_file.empty() || parsed->count("--context") > 0 || parsed->count("--steps") > 0 ||
+          parsed->count("--skip-tokens") > 0) {
         throw_error(ErrorKind::invalid_input, "--generate takes its text from -p/--prompt-file and its steps from N: "
-                                              "leave out -f, --context and --steps");
+                                              "leave out -f, --context, --steps and --skip-tokens");
       }
       if (options->prompt.empty() == options->prompt_file.empty()) {
         throw_error(ErrorKind::invalid_input, "--generate needs the prompt from exactly one of -p TEXT and --prompt-file FILE");
@@ -187,6 +211,16 @@ CommandRunner add_eval_command(CLI::App& app) {
         throw_error(ErrorKind::invalid_input, "-p and --prompt-file go with --generate N");
       }
       tokens = engine.tokenizer().encode(load_evaluation_text(options->text_file, options->text_from), true);
+      if (options->skip_tokens > 0) {
+        // The tokens the post-processor puts before any text (BOS) stay in front of the window.
+        const auto prefix = int64_t(engine.tokenizer().encode("", true).size());
+        if (prefix + options->skip_tokens >= int64_t(tokens.size())) {
+          throw_error(ErrorKind::invalid_input, "--skip-tokens " + std::to_string(options->skip_tokens) + ": " +
+                                                    options->text_file + " has only " + std::to_string(tokens.size()) +
+                                                    " tokens");
+        }
+        tokens.erase(tokens.begin() + prefix, tokens.begin() + prefix + options->skip_tokens);
+      }
     }
     auto reports = evaluate_teacher_forced(engine, runs, tokens, context, steps, with_full,
                                            progress_line(with_full ? "fidelity" : "perplexity"));

@@ -34,6 +34,20 @@ void DecodeWindow::append(Backend& backend, TensorView k, TensorView v) {
   ++occupancy_;
 }
 
+void DecodeWindow::seed(Backend& backend, TensorView keys, TensorView values, int64_t first, int64_t count) {
+  LOUISKV_CHECK(occupancy_ == 0 && count >= 0 && count <= capacity_, "decode window: seeding a non-empty window");
+  if (count == 0) return;
+  std::vector<KvCopy> copies;
+  for (int64_t head = 0; head < kv_heads_; ++head) {
+    copies.push_back({head_rows(keys, head, first, count).data, head_rows(values, head, first, count).data,
+                      this->keys(head, 0, count).data, this->values(head, 0, count).data, count});
+  }
+  backend.gather_kv(copies, head_dim_ * int64_t(dtype_size(backend.kv_dtype())));
+  segments_.push_back({next_index_, count, true});
+  next_index_ += count;
+  occupancy_ = count;
+}
+
 void DecodeWindow::close_open_segment() {
   if (!segments_.empty()) segments_.back().closed = true;
 }

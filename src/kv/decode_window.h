@@ -40,6 +40,9 @@ class DecodeWindow {
   // Writes one token's k, v [1, kv_heads, head_dim] into the ring; it joins the open segment or
   // opens one. The window must not be full.
   void append(Backend& backend, TensorView k, TensorView v);
+  // Copies rows [first, first + count) of K/V [kv_heads, capacity', head_dim] (kv dtype) into an
+  // empty window as one closed segment, in one gather. count must fit the window.
+  void seed(Backend& backend, TensorView keys, TensorView values, int64_t first, int64_t count);
   void close_open_segment();
   // A boundary between the newest token and the one before: the open segment closes without the
   // newest token, which opens the next segment. Nothing happens when the newest token is alone.

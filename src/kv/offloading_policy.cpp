@@ -151,7 +151,10 @@ std::unique_ptr<PolicyBase::LayerState> OffloadingPolicy::finish_prefill(Sequenc
   state->pool = HostPool(backend(), kv_heads, sequence.capacity - sinks, dim);
   state->heads.resize(size_t(kv_heads));
 
-  const int64_t rest = prompt_tokens - sinks;
+  // The prompt's newest tokens start in the window; the rest after the sinks goes to the pool.
+  const int64_t tail = std::clamp<int64_t>(config().prompt_window_tokens, 0,
+                                           std::min(prompt_tokens - sinks, config().window_tokens));
+  const int64_t rest = prompt_tokens - sinks - tail;
   const Grouping grouping = prompt_grouping(layer);
   const bool clustered = grouping.cluster_tokens > 0;
   int64_t prompt_units = 0;
@@ -175,6 +178,7 @@ std::unique_ptr<PolicyBase::LayerState> OffloadingPolicy::finish_prefill(Sequenc
     state->previous_query =
         backend().allocate(size_t(shape().heads * dim) * dtype_size(backend().activation_dtype()));
   }
+  state->window.seed(backend(), prompt.keys(), prompt.values(), sinks + rest, tail);
   if (rest == 0) return state;
 
   const int64_t pool_first = state->pool.reserve(rest);

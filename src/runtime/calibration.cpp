@@ -22,7 +22,8 @@ CalibrationResult calibrate_tau(Engine& engine, KvConfig kv, const std::vector<i
   for (int i = 0; i < iterations; ++i) {
     const double tau = (low + high) / 2.0;
     kv.tau = tau;
-    CalibrationProbe probe{tau, evaluate_teacher_forced(engine, kv, tokens, context, steps, !by_rate)};
+    // Both measures of every probe, whichever is the target: the file then shows the trade-off.
+    CalibrationProbe probe{tau, evaluate_teacher_forced(engine, kv, tokens, context, steps, true)};
     result.probes.push_back(probe);
     const bool feasible = by_rate ? probe.report.kv.retrieval_rate() <= *target.retrieval_rate
                                   : probe.report.top1_agreement >= *target.top1_agreement;
@@ -38,7 +39,7 @@ CalibrationResult calibrate_tau(Engine& engine, KvConfig kv, const std::vector<i
   if (!best) {
     // Nothing met the target inside the search: take the end of the range that comes closest.
     kv.tau = by_rate ? 0.0 : 1.0;
-    best = CalibrationProbe{kv.tau, evaluate_teacher_forced(engine, kv, tokens, context, steps, !by_rate)};
+    best = CalibrationProbe{kv.tau, evaluate_teacher_forced(engine, kv, tokens, context, steps, true)};
     result.probes.push_back(*best);
   }
   result.tau = best->tau;
@@ -63,11 +64,29 @@ void write_calibration(const std::filesystem::path& file, const CalibrationResul
                              {"probes", probes}};
   if (target.retrieval_rate) document["target_retrieval_rate"] = *target.retrieval_rate;
   if (target.top1_agreement) document["target_top1_agreement"] = *target.top1_agreement;
-  std::ofstream out(file);
-  if (!out) {
-    throw_error(ErrorKind::io, file.string() + ": cannot write the calibration (read-only model folder? give --output FILE)");
+  // Written beside the target and renamed over it, so that a failed write never leaves a
+  // truncated file where `run` and `eval` look for tau.
+  std::filesystem::path partial = file;
+  partial += ".partial";
+  {
+    std::ofstream out(partial);
+    if (!out) {
+      throw_error(ErrorKind::io, file.string() + ": cannot write the calibration (read-only model folder? give --output FILE)");
+    }
+    out << document.dump(2) << "\n";
+    out.close();
+    if (!out) {
+      std::error_code ignored;
+      std::filesystem::remove(partial, ignored);
+      throw_error(ErrorKind::io, partial.string() + ": writing the calibration failed (disk full?)");
+    }
   }
-  out << document.dump(2) << "\n";
+  std::error_code error;
+  std::filesystem::rename(partial, file, error);
+  if (error) {
+    std::filesystem::remove(partial, error);
+    throw_error(ErrorKind::io, file.string() + ": cannot replace the calibration file");
+  }
 }
 
 std::optional<double> read_calibrated_tau(const std::filesystem::path& model_dir) {
