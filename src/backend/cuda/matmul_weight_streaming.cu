@@ -41,11 +41,42 @@ constexpr int64_t mebibytes = int64_t(1) << 20;
 //    {.k_warps = 8, .stages = 8, .blocks_per_multiprocessor = 1, .resident_limit = 1,
 //     .overlap = WeightStreamingOverlap::early}},
 constexpr AutomaticPlanRow automatic_plan_table[] = {
-    // bench_decode_gemm on an H200 (2026-11-22), calls back to back: the register kernel read
-    // Llama-3.1-8B's qkv and o weights (50 and 34 MB) faster than cuBLAS at batch 1 to 8
-    // (2990-3059 against 2850-2948 GB/s, 2563-2695 against 2486-2528), and was slower past 8
-    // tokens and on the larger gate+up and down weights, where cuBLAS reads at 3400-4060 GB/s.
-    {8, 64 * mebibytes, AutomaticKernel::registers},
+    // bench_decode_gemm on an H200 (2026-12-03), calls back to back, copy ceiling 4215 GB/s; each
+    // figure is the finalist's repeat, against cuBLAS's. Llama-3.1-8B's o (32 MiB): pipelined,
+    // 8 warps on K, 8 stages, overlapping the previous kernel, 3273 / 3228 / 3169 / 3122 GB/s at
+    // batch 1 / 2 / 4 / 8 against 2494-2533; at 16, 4 stages, 2570 against 2459; at 32 cuBLAS
+    // (2428; pipelined 1952).
+    {1, 32 * mebibytes, AutomaticKernel::pipelined,
+     {.k_warps = 8, .stages = 8, .blocks_per_multiprocessor = 1, .resident_limit = 0,
+      .overlap = WeightStreamingOverlap::early}},
+    {8, 32 * mebibytes, AutomaticKernel::pipelined,
+     {.k_warps = 8, .stages = 8, .blocks_per_multiprocessor = 1, .resident_limit = 1,
+      .overlap = WeightStreamingOverlap::early}},
+    {16, 32 * mebibytes, AutomaticKernel::pipelined,
+     {.k_warps = 8, .stages = 4, .blocks_per_multiprocessor = 1, .resident_limit = 1,
+      .overlap = WeightStreamingOverlap::early}},
+    {32, 32 * mebibytes, AutomaticKernel::cublas},
+    // qkv (48 MiB): the same kernel, 3493 / 3490 / 3476 / 3364 GB/s at batch 1 / 2 / 4 / 8 against
+    // 2998-3040; cuBLAS at 16 and 32 (2963 and 2927; pipelined 2742 and 1898).
+    {2, 48 * mebibytes, AutomaticKernel::pipelined,
+     {.k_warps = 8, .stages = 8, .blocks_per_multiprocessor = 1, .resident_limit = 0,
+      .overlap = WeightStreamingOverlap::early}},
+    {4, 48 * mebibytes, AutomaticKernel::pipelined,
+     {.k_warps = 8, .stages = 8, .blocks_per_multiprocessor = 1, .resident_limit = 1,
+      .overlap = WeightStreamingOverlap::early}},
+    {8, 48 * mebibytes, AutomaticKernel::pipelined,
+     {.k_warps = 8, .stages = 8, .blocks_per_multiprocessor = 1, .resident_limit = 0,
+      .overlap = WeightStreamingOverlap::early}},
+    {32, 48 * mebibytes, AutomaticKernel::cublas},
+    // down (112 MiB): pipelined 3930 / 3917 GB/s at batch 1 / 2 (8 warps on K) and 3781 at 4 (4
+    // warps on K, K split over 2 blocks) against 3665-3681; cuBLAS from 8 on (3480-3622).
+    // gate+up (224 MiB): cuBLAS everywhere (4039-4181 GB/s, 96-99% of copy). Both by default.
+    {2, 112 * mebibytes, AutomaticKernel::pipelined,
+     {.k_warps = 8, .stages = 8, .blocks_per_multiprocessor = 1, .resident_limit = 0,
+      .overlap = WeightStreamingOverlap::early}},
+    {4, 112 * mebibytes, AutomaticKernel::pipelined,
+     {.k_warps = 4, .stages = 8, .blocks_per_multiprocessor = 1, .resident_limit = 0,
+      .overlap = WeightStreamingOverlap::early}},
 };
 
 const AutomaticPlanRow* automatic_plan_row(int64_t tokens, int64_t inner, int64_t columns) {
