@@ -199,6 +199,7 @@ WeightStreamingPlan plan_weight_streaming_pipelined(int64_t tokens, int64_t inne
   plan.stages = options.stages;
   plan.resident_limit = options.resident_limit;
   plan.overlap = options.overlap;
+  plan.stream_input = options.stream_input;
   // About multiprocessors x blocks_per_multiprocessor blocks in all. Where the rows alone cannot
   // fill that grid (a block of few K warps covers many rows: o at k_warps 1 has 32 blocks of
   // rows), K is split further over a cluster, up to 8 blocks.
@@ -232,7 +233,9 @@ WeightStreamingPlan plan_weight_streaming_pipelined(int64_t tokens, int64_t inne
 
 int64_t weight_streaming_pipeline_shared_bytes(int64_t tokens, const WeightStreamingPlan& plan) {
   if (plan.kernel != WeightStreamingKernel::pipelined) return 0;
-  return pipeline_layout(tokens, plan.k_per_split, plan.splits, plan.k_warps, plan.stages, plan.groups_per_warp).total;
+  return pipeline_layout(tokens, plan.k_per_split, plan.splits, plan.k_warps, plan.stages, plan.groups_per_warp,
+                         plan.stream_input)
+      .total;
 }
 
 void launch_matmul_weight_streaming(const WeightStreamingParams& params, cudaStream_t stream) {

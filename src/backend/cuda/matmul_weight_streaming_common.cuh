@@ -108,14 +108,14 @@ inline int64_t max_groups_per_warp_for(int64_t tokens) { return tokens > 16 ? 2 
 
 // The pipelined kernel's dynamic shared memory, in bytes (all multiples of 16).
 struct PipelineLayout {
-  int64_t warp_region = 0;  // each warp's ring, later its partial sums
-  int64_t input_offset = 0;
+  int64_t warp_region = 0;  // each warp's ring (and streamed input steps), later its partial sums
+  int64_t input_offset = 0;  // the staged input slice (none when streamed)
   int64_t block_sums_offset = 0;
   int64_t block_sums_pitch = 0;  // floats
   int64_t total = 0;
 };
 PipelineLayout pipeline_layout(int64_t tokens, int64_t k_per_split, int splits, int k_warps, int stages,
-                               int groups_per_warp);
+                               int groups_per_warp, bool stream_input);
 
 
 // Shared memory a block may take on sm_90 (H100, H200): 227 KB with the opt-in, and where two

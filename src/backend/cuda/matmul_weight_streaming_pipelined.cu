@@ -27,8 +27,11 @@ namespace cg = cooperative_groups;
 // its steps in order and, at each step, the team's groups, so that one read of the input
 // fragments serves every group. Weight tiles (16 rows x 64 k, 2 KB) reach the warp's ring by
 // asynchronous copies, stages - 1 of them in flight, the first ones issued before waiting for
-// the previous kernel. The input slice [T][k_per_split] is staged in shared memory once. At the
-// end, each warp leaves its partial sums in its ring, the team adds them in warp order, and the
+// the previous kernel. The input slice [T][k_per_split] is staged in shared memory once; or,
+// with `streamed`, each warp copies the input of each of its steps ([T][64], into a ring of its
+// own beside the tiles) with that step's first tile, so that its first MMAs wait for one step of
+// input rather than for the block's whole slice (64 KB at 8 tokens and K = 4096). At the end,
+// each warp leaves its partial sums in its ring, the team adds them in warp order, and the
 // cluster (if any) adds the blocks' sums in rank order: the same bits on every run.
 
 
@@ -76,12 +79,29 @@ template <int pending>
 __device__ __forceinline__ void pipeline_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(pending) : "memory");
 }
+// The same for a count known at run time (at most 10; anything else waits for every group, which
+// is never wrong).
+__device__ __forceinline__ void pipeline_wait_at_most(int pending) {
+  switch (pending) {
+    case 10: pipeline_wait<10>(); break;
+    case 9: pipeline_wait<9>(); break;
+    case 8: pipeline_wait<8>(); break;
+    case 7: pipeline_wait<7>(); break;
+    case 6: pipeline_wait<6>(); break;
+    case 5: pipeline_wait<5>(); break;
+    case 4: pipeline_wait<4>(); break;
+    case 3: pipeline_wait<3>(); break;
+    case 2: pipeline_wait<2>(); break;
+    case 1: pipeline_wait<1>(); break;
+    default: pipeline_wait<0>(); break;
+  }
+}
 
 // At most 128 registers per thread, so that two blocks of 256 threads fit on a multiprocessor
 // (this grid's and the next launch's, or two of this grid's).
-template <int token_tiles, int groups, int stages>
+template <int token_tiles, int groups, int stages, bool streamed>
 __global__ void __launch_bounds__(pipelined_threads, 2) pipelined_kernel(const __grid_constant__ PipelinedArguments args) {
-  static_assert(stages >= 2 && (stages & (stages - 1)) == 0, "ring slots are taken modulo stages");
+  static_assert(stages >= 2 && stages - 2 <= 10, "pipeline_wait_at_most covers up to 10 pending groups");
   extern __shared__ uint4 shared[];
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
@@ -104,15 +124,37 @@ __global__ void __launch_bounds__(pipelined_threads, 2) pipelined_kernel(const _
   uint4* ring = shared + warp * args.warp_region;
   const uint4* input = shared + args.input_offset;
   const int input_pieces = int(args.k_per_split / 8);  // per token row, a multiple of 8
+  // Streamed: the input of the warp's step s (relative to step_begin) in slot s % stages after
+  // the tiles, [T][8 pieces].
+  uint4* input_ring = ring + stages * tile_pieces;
+  const int step_pieces = int(args.tokens) * 8;
+  auto copy_step_input = [&](int step) {
+    uint4* slot = input_ring + ((step - step_begin) % stages) * step_pieces;
+    const int64_t k0 = k_begin + int64_t(step) * step_k;
+    for (int i = lane; i < step_pieces; i += 32) {
+      const int token = i / 8;
+      const int piece = i % 8;
+      const int64_t k = k0 + 8 * piece;
+      const bool valid = k < k_end;  // zeros past K meet zero weights (never a stale NaN)
+      copy_input_piece(&slot[token * 8 + swizzled(token, piece)], valid ? args.in + token * args.inner + k : args.in,
+                       valid);
+    }
+  };
 
   // Tile j of this warp (step begin + j / team groups, group j % team groups) goes to slot
   // j % stages. Every call commits a group of copies, empty past the last tile, so that
   // "all but the newest stages - 2 groups have landed" always means "tile j has landed".
+  // Streamed, a step's input goes into the group of the step's first tile, except for the steps
+  // whose first tile was issued before the wait: their input follows the wait, one group per
+  // step (the ring's first consumptions wait for those instead; see below).
   int issued = 0;
   int issue_step = step_begin;
   int issue_group = 0;
-  auto issue_next_tile = [&]() {
+  auto issue_next_tile = [&](bool with_input) {
     if (issued < tiles) {
+      if constexpr (streamed) {
+        if (with_input && issue_group == 0) copy_step_input(issue_step);
+      }
       const int64_t first_row = (group_begin + issue_group) * tile_rows;
       const int64_t k0 = k_begin + int64_t(issue_step) * step_k;
       uint4* tile = ring + (issued % stages) * tile_pieces;
@@ -140,22 +182,31 @@ __global__ void __launch_bounds__(pipelined_threads, 2) pipelined_kernel(const _
   // Weights never depend on the previous kernel: the first tiles are on their way before
   // waiting for it (with overlap, while it drains).
 #pragma unroll
-  for (int i = 0; i < stages - 1; ++i) issue_next_tile();
+  for (int i = 0; i < stages - 1; ++i) issue_next_tile(false);
   wait_for_previous_grid();
   if (args.overlap != Overlap::none) allow_next_grid();
-  // The input slice, zero-filled past K, so that zero weights meet zeros (never a stale NaN).
-  for (int i = int(threadIdx.x); i < int(args.tokens) * input_pieces; i += pipelined_threads) {
-    const int token = i / input_pieces;
-    const int piece = i % input_pieces;
-    const int64_t k = k_begin + 8 * int64_t(piece);
-    const bool valid = k < k_end;
-    copy_input_piece(&shared[args.input_offset + token * input_pieces + swizzled(token, piece)],
-                     valid ? args.in + token * args.inner + k : args.in, valid);
+  // Streamed: the steps whose first tile is already on its way, `early_steps` of them.
+  const int early_steps = team_groups > 0 ? (min(tiles, stages - 1) + team_groups - 1) / team_groups : 0;
+  if constexpr (streamed) {
+    for (int step = step_begin; step < step_begin + early_steps; ++step) {
+      copy_step_input(step);
+      pipeline_commit();
+    }
+  } else {
+    // The input slice, zero-filled past K, so that zero weights meet zeros (never a stale NaN).
+    for (int i = int(threadIdx.x); i < int(args.tokens) * input_pieces; i += pipelined_threads) {
+      const int token = i / input_pieces;
+      const int piece = i % input_pieces;
+      const int64_t k = k_begin + 8 * int64_t(piece);
+      const bool valid = k < k_end;
+      copy_input_piece(&shared[args.input_offset + token * input_pieces + swizzled(token, piece)],
+                       valid ? args.in + token * args.inner + k : args.in, valid);
+    }
+    pipeline_commit();
+    // All groups, this one last: the ring's first tiles were issued earlier and land first.
+    pipeline_wait<0>();
+    __syncthreads();
   }
-  pipeline_commit();
-  // All groups, this one last: the ring's first tiles were issued earlier and land first.
-  pipeline_wait<0>();
-  __syncthreads();
 
   float accumulator[groups][1][token_tiles][4];
 #pragma unroll
@@ -169,18 +220,43 @@ __global__ void __launch_bounds__(pipelined_threads, 2) pipelined_kernel(const _
   for (int step = step_begin; step < step_end; ++step) {
     // The input fragments of this step (tokens past T read the last token; never stored).
     uint4 b[token_tiles][2];
+    if constexpr (!streamed) {
 #pragma unroll
-    for (int n = 0; n < token_tiles; ++n) {
-      const int token = min(8 * n + g, int(args.tokens) - 1);
+      for (int n = 0; n < token_tiles; ++n) {
+        const int token = min(8 * n + g, int(args.tokens) - 1);
 #pragma unroll
-      for (int p = 0; p < 2; ++p) b[n][p] = input[token * input_pieces + swizzled(token, step * 8 + c + 4 * p)];
+        for (int p = 0; p < 2; ++p) b[n][p] = input[token * input_pieces + swizzled(token, step * 8 + c + 4 * p)];
+      }
     }
 #pragma unroll
     for (int group = 0; group < groups; ++group) {
       if (group < team_groups) {
-        pipeline_wait<stages - 2>();  // tile `consumed` has landed, for this lane's pieces
-        __syncwarp();                 // and for every lane's; the slot read last step is free
-        issue_next_tile();            // into that slot: tile consumed + stages - 1
+        if constexpr (streamed) {
+          // Committed so far: stages - 1 tiles, then early_steps input groups, then one per tile
+          // consumed. Tile j's step needs the input group (stages - 1 + j / team_groups) while
+          // j < stages - 1, all but the newest early_steps + j - 1 - j / team_groups; later
+          // tiles carry their own, and all but the newest stages - 2 groups cover them.
+          if (consumed < stages - 1) {
+            pipeline_wait_at_most(min(early_steps + consumed - 1 - consumed / team_groups, stages - 2));
+          } else {
+            pipeline_wait<stages - 2>();
+          }
+        } else {
+          pipeline_wait<stages - 2>();  // tile `consumed` has landed, for this lane's pieces
+        }
+        __syncwarp();          // and for every lane's; the slot read last step is free
+        issue_next_tile(true);  // into that slot: tile consumed + stages - 1
+        if constexpr (streamed) {
+          if (group == 0) {
+            const uint4* slot = input_ring + ((step - step_begin) % stages) * step_pieces;
+#pragma unroll
+            for (int n = 0; n < token_tiles; ++n) {
+              const int token = min(8 * n + g, int(args.tokens) - 1);
+#pragma unroll
+              for (int p = 0; p < 2; ++p) b[n][p] = slot[token * 8 + swizzled(token, c + 4 * p)];
+            }
+          }
+        }
         const uint4* tile = ring + (consumed % stages) * tile_pieces;
         uint4 a[1][2][2];
 #pragma unroll
@@ -268,9 +344,9 @@ __global__ void __launch_bounds__(pipelined_threads, 2) pipelined_kernel(const _
 #endif
 }
 
-template <int token_tiles, int groups, int stages>
+template <int token_tiles, int groups, int stages, bool streamed>
 void launch_pipelined(const PipelinedArguments& args, dim3 grid, size_t shared, cudaStream_t stream) {
-  auto kernel = pipelined_kernel<token_tiles, groups, stages>;
+  auto kernel = pipelined_kernel<token_tiles, groups, stages, streamed>;
   // Over 48 KB needs the opt-in; the kernel reads nothing through L1, so the whole carveout goes
   // to shared memory (which is what lets two blocks share a multiprocessor). Cheap, no state.
   LOUISKV_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared)));
@@ -300,13 +376,27 @@ void launch_pipelined(const PipelinedArguments& args, dim3 grid, size_t shared, 
   LOUISKV_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, args));
 }
 
-template <int token_tiles, int groups>
-void launch_pipelined_for_groups(const PipelinedArguments& args, int stages, dim3 grid, size_t shared,
+template <int token_tiles, int groups, bool streamed>
+void launch_pipelined_for_stages(const PipelinedArguments& args, int stages, dim3 grid, size_t shared,
                                  cudaStream_t stream) {
   if (stages == 4) {
-    launch_pipelined<token_tiles, groups, 4>(args, grid, shared, stream);
+    launch_pipelined<token_tiles, groups, 4, streamed>(args, grid, shared, stream);
+  } else if (stages == 8) {
+    launch_pipelined<token_tiles, groups, 8, streamed>(args, grid, shared, stream);
+  } else if constexpr (token_tiles == 1) {
+    launch_pipelined<token_tiles, groups, 12, streamed>(args, grid, shared, stream);
   } else {
-    launch_pipelined<token_tiles, groups, 8>(args, grid, shared, stream);
+    fail("matmul", "pipelined plans take 12 stages only up to 8 tokens (a bug in the caller)");
+  }
+}
+
+template <int token_tiles, int groups>
+void launch_pipelined_for_groups(const PipelinedArguments& args, const WeightStreamingPlan& plan, dim3 grid,
+                                 size_t shared, cudaStream_t stream) {
+  if (plan.stream_input) {
+    launch_pipelined_for_stages<token_tiles, groups, true>(args, plan.stages, grid, shared, stream);
+  } else {
+    launch_pipelined_for_stages<token_tiles, groups, false>(args, plan.stages, grid, shared, stream);
   }
 }
 
@@ -314,11 +404,11 @@ template <int token_tiles>
 void launch_pipelined_for_tokens(const PipelinedArguments& args, const WeightStreamingPlan& plan, dim3 grid,
                                  size_t shared, cudaStream_t stream) {
   if (plan.groups_per_warp == 1) {
-    launch_pipelined_for_groups<token_tiles, 1>(args, plan.stages, grid, shared, stream);
+    launch_pipelined_for_groups<token_tiles, 1>(args, plan, grid, shared, stream);
   } else if (plan.groups_per_warp == 2) {
-    launch_pipelined_for_groups<token_tiles, 2>(args, plan.stages, grid, shared, stream);
+    launch_pipelined_for_groups<token_tiles, 2>(args, plan, grid, shared, stream);
   } else if constexpr (token_tiles < 4) {
-    launch_pipelined_for_groups<token_tiles, 4>(args, plan.stages, grid, shared, stream);
+    launch_pipelined_for_groups<token_tiles, 4>(args, plan, grid, shared, stream);
   } else {
     fail("matmul", "pipelined plans take at most 2 groups per warp above 16 tokens (a bug in the caller)");
   }
@@ -327,13 +417,16 @@ void launch_pipelined_for_tokens(const PipelinedArguments& args, const WeightStr
 }  // namespace
 
 PipelineLayout pipeline_layout(int64_t tokens, int64_t k_per_split, int splits, int k_warps, int stages,
-                               int groups_per_warp) {
+                               int groups_per_warp, bool stream_input) {
   PipelineLayout layout;
-  const int64_t ring = stages * tile_bytes;
+  // Streamed, each ring slot has a step of input beside it: [T][64] bf16.
+  const int64_t step_input = stream_input ? tokens * step_k * int64_t(sizeof(__nv_bfloat16)) : 0;
+  const int64_t ring = stages * (tile_bytes + step_input);
   const int64_t partial = 8 * token_tiles_for(tokens) * (tile_rows * groups_per_warp + 4) * int64_t(sizeof(float));
   layout.warp_region = std::max(ring, partial);
   layout.input_offset = pipelined_warps * layout.warp_region;
-  layout.block_sums_offset = layout.input_offset + tokens * k_per_split * int64_t(sizeof(__nv_bfloat16));
+  const int64_t slice = stream_input ? 0 : tokens * k_per_split * int64_t(sizeof(__nv_bfloat16));
+  layout.block_sums_offset = layout.input_offset + slice;
   layout.block_sums_pitch = int64_t(pipelined_warps / k_warps) * groups_per_warp * tile_rows + 4;
   const int64_t block_sums = splits > 1 ? tokens * layout.block_sums_pitch * int64_t(sizeof(float)) : 0;
   layout.total = layout.block_sums_offset + block_sums;
@@ -342,7 +435,7 @@ PipelineLayout pipeline_layout(int64_t tokens, int64_t k_per_split, int splits, 
 
 bool pipeline_options_valid(const WeightStreamingPipelineOptions& options) {
   return (options.k_warps == 1 || options.k_warps == 2 || options.k_warps == 4 || options.k_warps == 8) &&
-         (options.stages == 4 || options.stages == 8) &&
+         (options.stages == 4 || options.stages == 8 || options.stages == 12) &&
          (options.blocks_per_multiprocessor == 1 || options.blocks_per_multiprocessor == 2) &&
          options.resident_limit >= 0 && options.resident_limit <= 2;
 }
@@ -357,16 +450,18 @@ bool pipeline_split_fits(int64_t tokens, int64_t inner, const WeightStreamingPip
   const bool two_resident = options.blocks_per_multiprocessor == 2 || options.resident_limit == 2;
   const int64_t budget = two_resident ? shared_per_block_two_resident : shared_per_block_limit;
   const PipelineLayout layout =
-      pipeline_layout(tokens, per_split, splits, options.k_warps, options.stages, int(max_groups_per_warp_for(tokens)));
+      pipeline_layout(tokens, per_split, splits, options.k_warps, options.stages, int(max_groups_per_warp_for(tokens)),
+                      options.stream_input);
   if (layout.total > budget) return false;
   k_per_split = per_split;
   return true;
 }
 
-// The smallest split of K (1 to 8 blocks of a cluster) that fits; 0 where none does.
+// The smallest split of K (1 to 8 blocks of a cluster) that fits; 0 where none does. 12 stages
+// are built for one token tile only (up to 8 tokens), where their ring fits beside the input.
 int pipeline_splits(int64_t tokens, int64_t inner, const WeightStreamingPipelineOptions& options, int64_t& k_per_split) {
   if (!pipeline_options_valid(options) || tokens < 1 || tokens > weight_streaming_max_tokens || inner < 8 ||
-      inner % 8 != 0) {
+      inner % 8 != 0 || (options.stages == 12 && tokens > 8)) {
     return 0;
   }
   for (int splits = 1; splits <= weight_streaming_max_splits; ++splits) {
@@ -384,7 +479,7 @@ void launch_pipelined_kernel(const WeightStreamingParams& params, int64_t tokens
   const int64_t teams_per_block =
       plan.k_warps >= 1 && plan.k_warps <= pipelined_warps ? pipelined_warps / plan.k_warps : 0;
   LOUISKV_REQUIRE((plan.k_warps == 1 || plan.k_warps == 2 || plan.k_warps == 4 || plan.k_warps == 8) &&
-                      (plan.stages == 4 || plan.stages == 8) &&
+                      (plan.stages == 4 || plan.stages == 8 || (plan.stages == 12 && tokens <= 8)) &&
                       (plan.groups_per_warp == 1 || plan.groups_per_warp == 2 || plan.groups_per_warp == 4) &&
                       plan.groups_per_warp <= max_groups_per_warp_for(tokens) &&
                       plan.resident_limit >= 0 && plan.resident_limit <= 2 && plan.splits >= 1 &&
@@ -397,7 +492,8 @@ void launch_pipelined_kernel(const WeightStreamingParams& params, int64_t tokens
                   "plan_weight_streaming_pipelined");
   require_grid_dimension(plan.row_blocks, 65535, op, "the weight rows");
   const PipelineLayout layout =
-      pipeline_layout(tokens, plan.k_per_split, plan.splits, plan.k_warps, plan.stages, plan.groups_per_warp);
+      pipeline_layout(tokens, plan.k_per_split, plan.splits, plan.k_warps, plan.stages, plan.groups_per_warp,
+                      plan.stream_input);
 
   int device = 0;
   LOUISKV_CUDA_CHECK(cudaGetDevice(&device));
