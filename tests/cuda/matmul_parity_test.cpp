@@ -143,21 +143,32 @@ TEST(CudaParity, Matmul) {
           }
         }
       }
-      // The pipelined kernel: every split of the block's warps between K and rows, both ring
-      // depths, each placement, with and without overlap, on the real GPU size and on 1 and 3
-      // multiprocessors.
+      // The pipelined kernel: every split of the block's warps between K and rows, each ring
+      // depth, each placement, with and without overlap, the input staged or streamed, on the
+      // real GPU size and on 1 and 3 multiprocessors.
       struct Options {
         int k_warps, stages, blocks_per_multiprocessor, resident_limit;
         kernels::WeightStreamingOverlap overlap;
+        bool stream_input;
       };
-      const Options option_list[] = {{8, 8, 1, 0, kernels::WeightStreamingOverlap::none},
-                                     {8, 4, 2, 2, kernels::WeightStreamingOverlap::early},
-                                     {4, 8, 1, 1, kernels::WeightStreamingOverlap::early},
-                                     {4, 4, 1, 2, kernels::WeightStreamingOverlap::none},
-                                     {2, 4, 2, 0, kernels::WeightStreamingOverlap::early},
-                                     {2, 8, 1, 0, kernels::WeightStreamingOverlap::none},
-                                     {1, 8, 1, 1, kernels::WeightStreamingOverlap::early},
-                                     {1, 4, 2, 2, kernels::WeightStreamingOverlap::none}};
+      const Options option_list[] = {{8, 8, 1, 0, kernels::WeightStreamingOverlap::none, false},
+                                     {8, 4, 2, 2, kernels::WeightStreamingOverlap::early, false},
+                                     {4, 8, 1, 1, kernels::WeightStreamingOverlap::early, false},
+                                     {4, 4, 1, 2, kernels::WeightStreamingOverlap::none, false},
+                                     {2, 4, 2, 0, kernels::WeightStreamingOverlap::early, false},
+                                     {2, 8, 1, 0, kernels::WeightStreamingOverlap::none, false},
+                                     {1, 8, 1, 1, kernels::WeightStreamingOverlap::early, false},
+                                     {1, 4, 2, 2, kernels::WeightStreamingOverlap::none, false},
+                                     {8, 12, 1, 0, kernels::WeightStreamingOverlap::early, false},
+                                     {4, 12, 1, 0, kernels::WeightStreamingOverlap::none, false},
+                                     {8, 4, 1, 0, kernels::WeightStreamingOverlap::early, true},
+                                     {8, 8, 1, 1, kernels::WeightStreamingOverlap::none, true},
+                                     {8, 12, 1, 0, kernels::WeightStreamingOverlap::early, true},
+                                     {4, 4, 1, 0, kernels::WeightStreamingOverlap::none, true},
+                                     {4, 8, 1, 0, kernels::WeightStreamingOverlap::early, true},
+                                     {2, 4, 2, 2, kernels::WeightStreamingOverlap::early, true},
+                                     {1, 8, 1, 0, kernels::WeightStreamingOverlap::none, true},
+                                     {1, 4, 2, 2, kernels::WeightStreamingOverlap::early, true}};
       for (const Options& o : option_list) {
         kernels::WeightStreamingPipelineOptions options;
         options.k_warps = o.k_warps;
@@ -165,13 +176,15 @@ TEST(CudaParity, Matmul) {
         options.blocks_per_multiprocessor = o.blocks_per_multiprocessor;
         options.resident_limit = o.resident_limit;
         options.overlap = o.overlap;
+        options.stream_input = o.stream_input;
         if (!kernels::weight_streaming_pipeline_fits(c.tokens, c.inner, options)) continue;
         for (int multiprocessors : {params.multiprocessors, 1, 3}) {
           const kernels::WeightStreamingPlan plan =
               kernels::plan_weight_streaming_pipelined(c.tokens, c.inner, c.columns, multiprocessors, options);
           plans.push_back({"pipelined k" + std::to_string(o.k_warps) + " st" + std::to_string(o.stages) + " b" +
                                std::to_string(o.blocks_per_multiprocessor) + " r" + std::to_string(o.resident_limit) +
-                               (o.overlap == kernels::WeightStreamingOverlap::early ? " early" : "") + " on " +
+                               (o.overlap == kernels::WeightStreamingOverlap::early ? " early" : "") +
+                               (o.stream_input ? " streamed input" : "") + " on " +
                                std::to_string(multiprocessors) + " multiprocessors (row blocks " +
                                std::to_string(plan.row_blocks) + ", groups per warp " +
                                std::to_string(plan.groups_per_warp) + ")",
@@ -230,13 +243,15 @@ TEST(CudaParity, MatmulWeightStreamingChained) {
   cudaStream_t stream = nullptr;
   ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
 
-  auto pipelined = [&](int k_warps, int stages, int blocks, int resident, int64_t k, int64_t n) {
+  auto pipelined = [&](int k_warps, int stages, int blocks, int resident, int64_t k, int64_t n,
+                       bool stream_input = false) {
     kernels::WeightStreamingPipelineOptions options;
     options.k_warps = k_warps;
     options.stages = stages;
     options.blocks_per_multiprocessor = blocks;
     options.resident_limit = resident;
     options.overlap = kernels::WeightStreamingOverlap::early;
+    options.stream_input = stream_input;
     return kernels::plan_weight_streaming_pipelined(tokens, k, n, properties.multiProcessorCount, options);
   };
   auto registers = [&](int64_t k, kernels::WeightStreamingOverlap overlap) {
@@ -252,6 +267,11 @@ TEST(CudaParity, MatmulWeightStreamingChained) {
       {"pipelined k8 st8 b1 r0", pipelined(8, 8, 1, 0, inner, middle), pipelined(8, 8, 1, 0, middle, columns)},
       {"pipelined k4 st4 b1 r2", pipelined(4, 4, 1, 2, inner, middle), pipelined(4, 4, 1, 2, middle, columns)},
       {"pipelined k1 st4 b2 r2", pipelined(1, 4, 2, 2, inner, middle), pipelined(1, 4, 2, 2, middle, columns)},
+      {"pipelined k8 st12 b1 r0", pipelined(8, 12, 1, 0, inner, middle), pipelined(8, 12, 1, 0, middle, columns)},
+      {"pipelined k8 st8 b1 r0 streamed input", pipelined(8, 8, 1, 0, inner, middle, true),
+       pipelined(8, 8, 1, 0, middle, columns, true)},
+      {"pipelined k4 st4 b1 r0 streamed input then k8 st12", pipelined(4, 4, 1, 0, inner, middle, true),
+       pipelined(8, 12, 1, 0, middle, columns)},
       {"registers early", registers(inner, kernels::WeightStreamingOverlap::early),
        registers(middle, kernels::WeightStreamingOverlap::early)},
       {"registers preload", registers(inner, kernels::WeightStreamingOverlap::preload),

@@ -11,7 +11,9 @@
 //   no registers held by them), the block's slice of the input is staged in shared memory once,
 //   the warps of a block split its K slice and/or its rows and add up in a fixed order, and a
 //   cluster splits K only where the input slice would not fit. With overlap, the first weight
-//   tiles are fetched before waiting for the previous kernel (weights never depend on it).
+//   tiles are fetched before waiting for the previous kernel (weights never depend on it). With
+//   `stream_input`, each warp instead copies the input of each of its K steps beside that step's
+//   weight tiles, so that its first MMAs wait for one step of input, not the block's slice.
 // Both: no workspace, no second kernel, and the same bits on every run.
 #pragma once
 
@@ -60,14 +62,16 @@ struct WeightStreamingPlan {
   // Pipelined kernel: 8 warps per block, `k_warps` of them splitting the block's K slice and
   // 8 / k_warps its rows; `row_blocks` blocks along the rows share the 16-row groups of the
   // weight evenly, at most `groups_per_warp` per warp; every warp keeps `stages` tiles in its
-  // ring. With `resident_limit` 1 or 2, the block's shared memory is padded so that no more than
-  // that many blocks (of any launch of this kernel) fit on a multiprocessor.
+  // ring (and with `stream_input` as many steps of input). With `resident_limit` 1 or 2, the
+  // block's shared memory is padded so that no more than that many blocks (of any launch of this
+  // kernel) fit on a multiprocessor.
   int k_warps = 8;          // 1, 2, 4 or 8
-  int stages = 8;           // 4 or 8
+  int stages = 8;           // 4, 8 or 12
   int64_t row_blocks = 0;   // grid y
   int groups_per_warp = 1;  // 1, 2 or 4
   int resident_limit = 0;   // 0 (as many as fit), 1 or 2
   WeightStreamingOverlap overlap = WeightStreamingOverlap::none;
+  bool stream_input = false;  // pipelined kernel: see the top of this file
 };
 constexpr int weight_streaming_max_splits = 8;
 constexpr int64_t weight_streaming_max_staged_bytes = 96 * 1024;
@@ -95,10 +99,12 @@ struct WeightStreamingPipelineOptions {
   int blocks_per_multiprocessor = 1;  // 1 or 2
   int resident_limit = 0;             // see WeightStreamingPlan
   WeightStreamingOverlap overlap = WeightStreamingOverlap::none;
+  bool stream_input = false;  // see WeightStreamingPlan
 };
 // Whether the pipelined kernel can take `tokens` rows of K = `inner` with these options: K a
-// multiple of 8 and a split of K (at most 8) whose input slice, ring and partial sums fit in a
-// block's shared memory (half of a multiprocessor's where two blocks must fit side by side).
+// multiple of 8 and a split of K (at most 8) whose input slice (or streamed input steps), ring
+// and partial sums fit in a block's shared memory (half of a multiprocessor's where two blocks
+// must fit side by side).
 bool weight_streaming_pipeline_fits(int64_t tokens, int64_t inner, const WeightStreamingPipelineOptions& options);
 // The pipelined plan for this shape; the options must fit (weight_streaming_pipeline_fits).
 WeightStreamingPlan plan_weight_streaming_pipelined(int64_t tokens, int64_t inner, int64_t columns, int multiprocessors,
