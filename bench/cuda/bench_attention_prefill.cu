@@ -1,12 +1,15 @@
 // Causal flash prefill attention on long prompts: achieved TFLOP/s against a bf16 GEMM through
 // cuBLAS measured in the same run (target: at least 40% at 32K tokens, Llama-3.1-8B heads).
 // FLOPs count the causal half only: 4 * D * Hq * T(T+1)/2 for the prompt from position 0
-// (Q K^T and P V, two FLOPs per multiply-add).
+// (Q K^T and P V, two FLOPs per multiply-add). Then the f32 kernel of the backend's precision
+// mode (fp32 cores), on the bundled model's 8K-token prompt in the decoder's chunks of 256.
 #include <cmath>
 #include <cstdio>
 #include <string>
 
 #include "backend/cuda/attention_prefill.h"
+#include "backend/cuda/attention_prefill_f32.h"
+#include "backend/cuda/convert.h"
 #include "backend/cuda/cuda_backend.h"
 #include "bench_support.cuh"
 
@@ -45,6 +48,47 @@ double run(const PrefillShape& s, cudaStream_t stream) {
               (long long)s.tokens, (long long)s.query_heads, (long long)s.kv_heads, (long long)s.head_dim, s.warps,
               s.lookahead, s.queries_per_warp, ms, tflops);
   return tflops;
+}
+
+// The f32 kernel over a prompt of `tokens` from position 0, in calls of `chunk` tokens each
+// attending everything before it (as Decoder::prefill runs it); returns the ms of all the calls.
+double run_f32(int64_t tokens, int64_t query_heads, int64_t kv_heads, int64_t head_dim, int64_t chunk,
+               cudaStream_t stream) {
+  const int64_t q_elements = tokens * query_heads * head_dim;
+  const int64_t kv_elements = kv_heads * tokens * head_dim;
+  DeviceMemory staging(size_t(q_elements > kv_elements ? q_elements : kv_elements) * 2);
+  DeviceMemory q(size_t(q_elements) * 4), out(size_t(q_elements) * 4), k(size_t(kv_elements) * 4),
+      v(size_t(kv_elements) * 4);
+  auto fill_f32 = [&](void* to, int64_t count, uint64_t seed, float low, float high) {
+    fill_uniform_bf16(staging.data, size_t(count), seed, low, high, stream);
+    kernels::launch_convert({TensorView(to, DType::f32, Device::cuda, {count}),
+                             TensorView(staging.data, DType::bf16, Device::cuda, {count})},
+                            stream);
+  };
+  fill_f32(q.data, q_elements, 21, -2.0f, 2.0f);
+  fill_f32(k.data, kv_elements, 22, -2.0f, 2.0f);
+  fill_f32(v.data, kv_elements, 23, -1.0f, 1.0f);
+  kernels::PrefillAttentionF32Params params;
+  params.k = TensorView(k.data, DType::f32, Device::cuda, {kv_heads, tokens, head_dim});
+  params.v = TensorView(v.data, DType::f32, Device::cuda, {kv_heads, tokens, head_dim});
+  params.scale = 1.0f / std::sqrt(float(head_dim));
+  const int64_t row = query_heads * head_dim;
+  double ms = median_ms(stream, 1, 5, [&](int) {
+    for (int64_t first = 0; first < tokens; first += chunk) {
+      const int64_t rows = tokens - first < chunk ? tokens - first : chunk;
+      params.q = TensorView(static_cast<float*>(q.data) + first * row, DType::f32, Device::cuda,
+                            {rows, query_heads, head_dim});
+      params.out = TensorView(static_cast<float*>(out.data) + first * row, DType::f32, Device::cuda,
+                              {rows, query_heads, head_dim});
+      params.first_position = first;
+      kernels::launch_attention_prefill_f32(params, stream);
+    }
+  });
+  double flops = 4.0 * double(head_dim) * double(query_heads) * double(tokens) * double(tokens + 1) / 2.0;
+  std::printf("  f32 T=%-6lld heads %lld/%lld D=%-3lld chunks of %-5lld %9.2f ms  %7.1f TFLOP/s\n", (long long)tokens,
+              (long long)query_heads, (long long)kv_heads, (long long)head_dim, (long long)chunk, ms,
+              flops / (ms * 1e-3) / 1e12);
+  return ms;
 }
 
 }  // namespace
@@ -88,6 +132,12 @@ int main() {
   // The defaults, as the backend runs them.
   double default_128 = run({32768, 32, 8, 128, 0, -1, 0}, stream);
   double default_64 = run({32768, 32, 8, 64, 0, -1, 0}, stream);
+  std::printf("f32 prefill attention (the precision mode, fp32 cores):\n");
+  // The bundled model: 8 layers, heads 6/2, D = 64.
+  const double tiny_layer_ms = run_f32(8192, 6, 2, 64, 256, stream);
+  std::printf("  the bundled model's 8192-token prompt, attention of its 8 layers: %.1f ms\n", 8.0 * tiny_layer_ms);
+  run_f32(8192, 6, 2, 64, 8192, stream);
+  run_f32(8192, 32, 8, 128, 8192, stream);
   std::printf("ceiling again after the runs: %.1f TFLOP/s\n", measure_gemm_ceiling_tflops(stream));
   print_summary("prefill attn T=32768 D=128 32/8 default", default_128, "TFLOP/s", gemm_tflops, 40);
   print_summary("prefill attn T=32768 D=64 32/8 default", default_64, "TFLOP/s", gemm_tflops, 40);

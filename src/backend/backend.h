@@ -2,7 +2,8 @@
 // accumulation, the oracle of every parity test); backend/cuda runs the same ops on the GPU.
 //
 // Conventions, shared by every implementation:
-// - Activations use activation_dtype() (cpu: f32, cuda: bf16); the KV cache uses kv_dtype().
+// - Activations use activation_dtype() (cpu: f32; cuda: bf16, or f32 in its precision mode);
+//   the KV cache uses kv_dtype().
 //   Weights stay in their file dtype (f32, f16 or bf16) and are widened inside the kernels.
 // - All arithmetic accumulates in fp32.
 // - Views are dense and row-major; shapes are given as [dim0, dim1, ...]. Every op checks the

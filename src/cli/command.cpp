@@ -18,6 +18,10 @@ void ModelOptions::add_to(CLI::App& command) {
   command.add_option("-m,--model", model_dir, "Hugging Face model folder (default: the bundled tiny-llama-14m)");
   command.add_option("--device", device, "auto, cpu or cuda (auto: cuda when a GPU is present)")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  command.add_option("--dtype", dtype,
+                     "activations and KV cache: auto, bf16 or f32 (auto: bf16 on cuda, f32 on cpu; f32 on cuda "
+                     "tracks the cpu reference, bf16 is cuda only)")
+      ->check(CLI::IsMember({"auto", "bf16", "f32"}));
   command.add_option("--threads", threads, "CPU threads (0: all cores)")->check(CLI::NonNegativeNumber);
   command.add_flag("--random-weights", random_weights, "seeded random weights of config.json's shapes (benchmarks)");
   command.add_option("--weight-seed", weight_seed, "seed of --random-weights");
@@ -28,6 +32,7 @@ EngineOptions ModelOptions::engine_options(int64_t max_batch) const {
   EngineOptions options;
   options.model_dir = model_dir.empty() ? default_model_dir() : std::filesystem::path(model_dir);
   options.device = device;
+  options.dtype = dtype;
   options.threads = threads;
   options.random_weights = random_weights;
   options.weight_seed = weight_seed;

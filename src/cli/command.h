@@ -16,10 +16,11 @@
 
 namespace louiskv::cli {
 
-// Options of the model and the machine (-m, --device, --threads, --random-weights).
+// Options of the model and the machine (-m, --device, --dtype, --threads, --random-weights).
 struct ModelOptions {
   std::string model_dir;
   std::string device = "auto";
+  std::string dtype = "auto";
   int threads = 0;
   bool random_weights = false;
   uint64_t weight_seed = 0;

@@ -31,7 +31,7 @@ size_t held_back_length(const std::string& text, const std::vector<std::string>&
 }  // namespace
 
 Engine::Engine(const EngineOptions& options) : model_dir_(options.model_dir) {
-  backend_ = make_backend(options.device, options.threads);
+  backend_ = make_backend(options.device, options.threads, options.dtype);
   if (options.random_weights) {
     model_ = Model::random(load_model_config(options.model_dir), *backend_, options.weight_seed);
   } else {

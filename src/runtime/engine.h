@@ -21,6 +21,9 @@ class PrefilledPrompt;
 struct EngineOptions {
   std::filesystem::path model_dir;
   std::string device = "auto";     // "auto" (cuda when a GPU is present), "cpu" or "cuda"
+  // Activations and KV cache: "auto" (bf16 on cuda, f32 on cpu), "bf16" (cuda only) or "f32"
+  // (on cuda, the precision mode that tracks the cpu reference).
+  std::string dtype = "auto";
   int threads = 0;                 // cpu backend threads; 0: all cores
   bool random_weights = false;     // seeded random weights of config.json's shapes
   uint64_t weight_seed = 0;
@@ -75,7 +78,8 @@ class Engine {
   SequenceId next_sequence_id_ = 0;
 };
 
-// The backend `device` names ("auto", "cpu", "cuda"); throws louiskv::Error when unavailable.
-std::unique_ptr<Backend> make_backend(const std::string& device, int threads);
+// The backend `device` names ("auto", "cpu", "cuda") with the activation dtype `dtype` names
+// ("auto", "bf16", "f32"); throws louiskv::Error when unavailable or not supported there.
+std::unique_ptr<Backend> make_backend(const std::string& device, int threads, const std::string& dtype = "auto");
 
 }  // namespace louiskv

@@ -98,6 +98,18 @@ TEST(Cli, RunJsonHasTheDocumentedFieldsAndIsGreedyAtTemperatureZero) {
   EXPECT_TRUE(document["stats"]["tok_per_s"].is_number());
 }
 
+// f32 is what the cpu backend computes in, so --dtype f32 there is --dtype auto.
+TEST(Cli, DtypeF32OnTheCpuIsItsDefault) {
+  LOUISKV_REQUIRE_SHARED();
+  const auto& reference = testing::tiny_llama_reference()["logits"][0];
+  const std::string prompt = " --temp 0 -n 6 --json -p \"" + reference["prompt"].get<std::string>() + "\"";
+  Outcome f32 = run_louiskv("run --device cpu --dtype f32 " + model_arg() + prompt, false);
+  ASSERT_EQ(f32.exit_code, 0) << f32.output;
+  auto expected = reference["greedy_ids"].get<std::vector<int>>();
+  expected.resize(6);
+  EXPECT_EQ(nlohmann::json::parse(f32.output)["ids"].get<std::vector<int>>(), expected);
+}
+
 TEST(Cli, LogitsJsonListsEveryPosition) {
   Outcome outcome = run_louiskv("logits --device cpu " + model_arg() + " --top 3 --json -p \"Hello, world!\"", false);
   ASSERT_EQ(outcome.exit_code, 0) << outcome.output;
@@ -235,6 +247,11 @@ TEST(Cli, EachBadInputGivesOneClearErrorAndANonZeroExit) {
        2, "--skip-tokens"},
       {"raas budget below a page", "", "eval fidelity --device cpu -m MODEL -p hi --generate 4 --kv raas --budget 8", 2,
        "below one page (raas_page_tokens 16)"},
+      {"bf16 on the cpu backend", "", "run --device cpu --dtype bf16 -m MODEL -p hi", 2,
+       "--dtype bf16: the cpu backend runs f32 activations and KV only"},
+      {"bf16 on the cpu backend, eval", "", "eval passkey --device cpu --dtype bf16 -m MODEL --prompts MODEL/config.json",
+       2, "--dtype bf16"},
+      {"unknown dtype", "", "run --device cpu --dtype f16 -m MODEL -p hi", 2, "--dtype"},
   };
   for (const auto& test_case : cases) {
     SCOPED_TRACE(test_case.name);

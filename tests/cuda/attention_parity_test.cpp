@@ -5,12 +5,14 @@
 // Decode: spans of random lengths (1 and lengths that are not multiples of 16 included) at random
 // places of a K/V pool, rows long enough to be cut into several chunks, batches of 1, 3 and 17,
 // spans in mapped host memory, and an empty row.
+// The f32 mode runs the same cases through its fp32 kernels on full-precision f32 inputs.
 #include <cmath>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "backend/cuda/attention_decode.h"
+#include "backend/cuda/attention_decode_f32.h"
 #include "backend/cuda/attention_prefill.h"
 #include "backend/cuda/decode_plan.h"
 #include "cuda/parity_harness.h"
@@ -303,6 +305,194 @@ TEST(CudaParity, AttentionDecodeMergeInKernel) {
         ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
         expect_close(read_values(*backends.gpu, gpu_out.view), expected, 1e-2, what);
         expect_guard_intact(*backends.gpu, gpu_out, what);
+      }
+    }
+  }
+}
+
+// ---- the f32 mode ---------------------------------------------------------------------------
+
+// fp32 scores, exponentials and sums in another order than the CPU's: a few ulps per output.
+constexpr double f32_attention_bound = 2e-5;
+
+TEST(CudaF32Parity, AttentionPrefill) {
+  LOUISKV_REQUIRE_CUDA();
+  BackendPair backends(DType::f32);
+  Random random;
+  SCOPED_TRACE(seed_note(random));
+  struct Case { int64_t tokens, first, query_heads, kv_heads, head_dim; };
+  // Around the kernel's 32-query blocks and 64-key tiles; GQA groups 1 to 16; the tiny model's
+  // shape (6/2 heads, D 64) with a chunk after a long prefix.
+  for (Case c : {Case{1, 0, 4, 4, 64}, Case{7, 5, 8, 2, 128}, Case{129, 0, 8, 1, 128}, Case{129, 100, 12, 2, 64},
+                 Case{300, 37, 4, 2, 128}, Case{64, 64, 2, 2, 64}, Case{33, 0, 16, 1, 64}, Case{1024, 0, 8, 2, 128},
+                 Case{1, 700, 8, 2, 128}, Case{32, 31, 6, 2, 64}, Case{256, 2048, 6, 2, 64}}) {
+    std::string what = "f32 attention_prefill T=" + std::to_string(c.tokens) + " first=" + std::to_string(c.first) +
+                       " heads " + std::to_string(c.query_heads) + "/" + std::to_string(c.kv_heads) +
+                       " D=" + std::to_string(c.head_dim);
+    const int64_t seen = c.first + c.tokens;
+    const int64_t capacity = seen + 9;  // slots past the chunk: never attended
+    const float scale = 1.0f / std::sqrt(float(c.head_dim));
+    std::vector<float> q = random.uniform_f32(size_t(c.tokens * c.query_heads * c.head_dim), -2.0f, 2.0f);
+    std::vector<float> k = random.uniform_f32(size_t(c.kv_heads * capacity * c.head_dim), -2.0f, 2.0f);
+    std::vector<float> v = random.uniform_f32(size_t(c.kv_heads * capacity * c.head_dim), -1.0f, 1.0f);
+
+    auto cpu_q = make_tensor(*backends.cpu, DType::f32, {c.tokens, c.query_heads, c.head_dim}, q);
+    auto cpu_k = make_tensor(*backends.cpu, DType::f32, {c.kv_heads, capacity, c.head_dim}, k);
+    auto cpu_v = make_tensor(*backends.cpu, DType::f32, {c.kv_heads, capacity, c.head_dim}, v);
+    auto cpu_out = make_output(*backends.cpu, DType::f32, {c.tokens, c.query_heads, c.head_dim});
+    backends.cpu->attention_prefill(cpu_out.view, cpu_q.view, cpu_k.view, cpu_v.view, c.first, scale);
+
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    for (int64_t h = 0; h < c.kv_heads; ++h) {
+      for (int64_t t = seen; t < capacity; ++t) {
+        for (int64_t d = 0; d < c.head_dim; ++d) {
+          k[size_t((h * capacity + t) * c.head_dim + d)] = nan;
+          v[size_t((h * capacity + t) * c.head_dim + d)] = nan;
+        }
+      }
+    }
+    auto gpu_q = make_tensor(*backends.gpu, DType::f32, {c.tokens, c.query_heads, c.head_dim}, q);
+    auto gpu_k = make_tensor(*backends.gpu, DType::f32, {c.kv_heads, capacity, c.head_dim}, k);
+    auto gpu_v = make_tensor(*backends.gpu, DType::f32, {c.kv_heads, capacity, c.head_dim}, v);
+    auto gpu_out = make_output(*backends.gpu, DType::f32, {c.tokens, c.query_heads, c.head_dim});
+    backends.gpu->attention_prefill(gpu_out.view, gpu_q.view, gpu_k.view, gpu_v.view, c.first, scale);
+
+    expect_close(read_values(*backends.gpu, gpu_out.view), read_values(*backends.cpu, cpu_out.view),
+                 f32_attention_bound, what);
+    expect_guard_intact(*backends.gpu, gpu_out, what);
+  }
+}
+
+// The cases of the bf16 decode test, plus the GQA groups the f32 kernel handles by head blocks of
+// its own (3 of the tiny model in a block of 4, 7 in one of 8, 16 in two of 8).
+const std::vector<DecodeCase> f32_decode_cases = {
+    DecodeCase{1, 8, 8, 64, 100, false, false, false, true},    DecodeCase{3, 32, 8, 128, 2100, false, false, false, true},
+    DecodeCase{17, 16, 2, 128, 700, false, false, false, false}, DecodeCase{3, 12, 2, 64, 1500, false, false, false, true},
+    DecodeCase{2, 32, 2, 128, 600, false, false, false, true},  DecodeCase{3, 8, 2, 128, 900, true, false, false, true},
+    DecodeCase{2, 4, 2, 64, 77, false, true, true, true},       DecodeCase{1, 32, 8, 128, 5000, false, false, false, true},
+    DecodeCase{2, 6, 2, 64, 2600, false, false, false, true},   DecodeCase{2, 28, 4, 128, 333, false, false, true, true},
+};
+
+std::string decode_case_name(const DecodeCase& c) {
+  return "B=" + std::to_string(c.batch) + " heads " + std::to_string(c.query_heads) + "/" + std::to_string(c.kv_heads) +
+         " D=" + std::to_string(c.head_dim) + " tokens<=" + std::to_string(c.max_row_tokens) +
+         (c.host_pool ? " host pool" : "") + (c.short_spans ? " spans of 1" : "") + (c.empty_row ? " empty row" : "");
+}
+
+// lse of both backends: -inf for an empty row on both, the finite ones compared.
+void expect_lse_close(const std::vector<float>& lse, const std::vector<float>& expected_lse, const std::string& what) {
+  std::vector<float> finite_gpu, finite_cpu;
+  for (size_t i = 0; i < lse.size(); ++i) {
+    if (std::isinf(expected_lse[i]) && expected_lse[i] < 0) {
+      EXPECT_TRUE(std::isinf(lse[i]) && lse[i] < 0) << what << ": lse of an empty row is " << lse[i];
+      continue;
+    }
+    finite_gpu.push_back(lse[i]);
+    finite_cpu.push_back(expected_lse[i]);
+  }
+  expect_close(finite_gpu, finite_cpu, 1e-5, what);
+}
+
+TEST(CudaF32Parity, AttentionDecode) {
+  LOUISKV_REQUIRE_CUDA();
+  BackendPair backends(DType::f32);
+  Random random;
+  SCOPED_TRACE(seed_note(random));
+  for (const DecodeCase& c : f32_decode_cases) {
+    std::string what = "f32 attention_decode " + decode_case_name(c);
+    const int64_t pool_tokens = 4096;
+    const float scale = 1.0f / std::sqrt(float(c.head_dim));
+    std::vector<float> q = random.uniform_f32(size_t(c.batch * c.query_heads * c.head_dim), -2.0f, 2.0f);
+    std::vector<float> k = random.uniform_f32(size_t(pool_tokens * c.head_dim), -2.0f, 2.0f);
+    std::vector<float> v = random.uniform_f32(size_t(pool_tokens * c.head_dim), -1.0f, 1.0f);
+    SpanPlan plan = random_plan(random, c, pool_tokens);
+
+    auto cpu_q = make_tensor(*backends.cpu, DType::f32, {c.batch, c.query_heads, c.head_dim}, q);
+    auto cpu_k = make_tensor(*backends.cpu, DType::f32, {pool_tokens, c.head_dim}, k);
+    auto cpu_v = make_tensor(*backends.cpu, DType::f32, {pool_tokens, c.head_dim}, v);
+    auto cpu_out = make_output(*backends.cpu, DType::f32, {c.batch, c.query_heads, c.head_dim});
+    auto cpu_lse = make_output(*backends.cpu, DType::f32, {c.batch, c.query_heads});
+    AttendedSpans cpu_spans = spans_over(plan, cpu_k.view, cpu_v.view, c.head_dim);
+    backends.cpu->attention_decode(cpu_out.view, cpu_q.view, cpu_spans, scale, &cpu_lse.view);
+
+    auto gpu_q = make_tensor(*backends.gpu, DType::f32, {c.batch, c.query_heads, c.head_dim}, q);
+    auto gpu_k = make_tensor(*backends.gpu, DType::f32, {pool_tokens, c.head_dim}, k, c.host_pool);
+    auto gpu_v = make_tensor(*backends.gpu, DType::f32, {pool_tokens, c.head_dim}, v, c.host_pool);
+    auto gpu_out = make_output(*backends.gpu, DType::f32, {c.batch, c.query_heads, c.head_dim});
+    auto gpu_lse = make_output(*backends.gpu, DType::f32, {c.batch, c.query_heads});
+    AttendedSpans gpu_spans = spans_over(plan, gpu_k.view, gpu_v.view, c.head_dim);
+    backends.gpu->attention_decode(gpu_out.view, gpu_q.view, gpu_spans, scale, c.want_lse ? &gpu_lse.view : nullptr);
+    gpu_spans.clear();  // the call must have taken its own copy
+
+    expect_close(read_values(*backends.gpu, gpu_out.view), read_values(*backends.cpu, cpu_out.view),
+                 f32_attention_bound, what);
+    expect_guard_intact(*backends.gpu, gpu_out, what);
+    if (!c.want_lse) continue;
+    expect_lse_close(read_values(*backends.gpu, gpu_lse.view), read_values(*backends.cpu, cpu_lse.view), what + " lse");
+    expect_guard_intact(*backends.gpu, gpu_lse, what + " lse");
+  }
+}
+
+// Imposed chunk sizes, from one tile (16 tokens: many parts per row, merged by the second kernel)
+// to long ones (a row in one part), each run twice on the same plan uploader.
+TEST(CudaF32Parity, AttentionDecodeAcrossSplits) {
+  LOUISKV_REQUIRE_CUDA();
+  BackendPair backends(DType::f32);
+  Random random;
+  SCOPED_TRACE(seed_note(random));
+  cudaDeviceProp properties{};
+  ASSERT_EQ(cudaGetDeviceProperties(&properties, 0), cudaSuccess);
+  kernels::DecodePlanUploader uploader;
+  for (DecodeCase c : {DecodeCase{3, 32, 8, 128, 2100, false, false, false, true},
+                       DecodeCase{2, 4, 2, 64, 700, false, true, true, true},
+                       DecodeCase{2, 6, 2, 64, 1000, true, false, false, true}}) {
+    const int64_t pool_tokens = 4096;
+    const float scale = 1.0f / std::sqrt(float(c.head_dim));
+    std::vector<float> q = random.uniform_f32(size_t(c.batch * c.query_heads * c.head_dim), -2.0f, 2.0f);
+    std::vector<float> k = random.uniform_f32(size_t(pool_tokens * c.head_dim), -2.0f, 2.0f);
+    std::vector<float> v = random.uniform_f32(size_t(pool_tokens * c.head_dim), -1.0f, 1.0f);
+    SpanPlan plan = random_plan(random, c, pool_tokens);
+    auto cpu_q = make_tensor(*backends.cpu, DType::f32, {c.batch, c.query_heads, c.head_dim}, q);
+    auto cpu_k = make_tensor(*backends.cpu, DType::f32, {pool_tokens, c.head_dim}, k);
+    auto cpu_v = make_tensor(*backends.cpu, DType::f32, {pool_tokens, c.head_dim}, v);
+    auto cpu_out = make_output(*backends.cpu, DType::f32, {c.batch, c.query_heads, c.head_dim});
+    auto cpu_lse = make_output(*backends.cpu, DType::f32, {c.batch, c.query_heads});
+    AttendedSpans cpu_spans = spans_over(plan, cpu_k.view, cpu_v.view, c.head_dim);
+    backends.cpu->attention_decode(cpu_out.view, cpu_q.view, cpu_spans, scale, &cpu_lse.view);
+    std::vector<float> expected = read_values(*backends.cpu, cpu_out.view);
+    std::vector<float> expected_lse = read_values(*backends.cpu, cpu_lse.view);
+
+    auto gpu_q = make_tensor(*backends.gpu, DType::f32, {c.batch, c.query_heads, c.head_dim}, q);
+    auto gpu_k = make_tensor(*backends.gpu, DType::f32, {pool_tokens, c.head_dim}, k, c.host_pool);
+    auto gpu_v = make_tensor(*backends.gpu, DType::f32, {pool_tokens, c.head_dim}, v, c.host_pool);
+    AttendedSpans gpu_spans = spans_over(plan, gpu_k.view, gpu_v.view, c.head_dim);
+    for (int chunk : {16, 64, 160, 512, 4096}) {
+      for (int run = 0; run < 2; ++run) {
+        std::string what = "f32 attention_decode " + decode_case_name(c) + " chunk " + std::to_string(chunk) + " run " +
+                           std::to_string(run + 1);
+        auto gpu_out = make_output(*backends.gpu, DType::f32, {c.batch, c.query_heads, c.head_dim});
+        auto gpu_lse = make_output(*backends.gpu, DType::f32, {c.batch, c.query_heads});
+        // The legacy stream orders the launch with the harness's copies.
+        kernels::DecodePlan device_plan = uploader.upload(gpu_spans, c.batch, c.kv_heads, c.query_heads, c.head_dim,
+                                                          properties.multiProcessorCount, nullptr, chunk, DType::f32);
+        kernels::DecodeAttentionF32Params params;
+        params.out = gpu_out.view;
+        params.q = gpu_q.view;
+        params.lse = gpu_lse.view;
+        params.scale = scale;
+        params.kv_heads = int(c.kv_heads);
+        params.spans = device_plan.spans;
+        params.indptr = device_plan.indptr;
+        params.chunk_first_span = device_plan.chunk_first_span;
+        params.split = device_plan.split;
+        params.workspace = device_plan.workspace;
+        params.workspace_bytes = device_plan.workspace_bytes;
+        kernels::launch_attention_decode_f32(params, nullptr);
+        uploader.release(device_plan, nullptr);
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        expect_close(read_values(*backends.gpu, gpu_out.view), expected, f32_attention_bound, what);
+        expect_guard_intact(*backends.gpu, gpu_out, what);
+        expect_lse_close(read_values(*backends.gpu, gpu_lse.view), expected_lse, what + " lse");
       }
     }
   }

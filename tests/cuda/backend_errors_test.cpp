@@ -30,6 +30,44 @@ TEST(CudaBackend, AvailabilityProbeNeverThrows) {
   }
 }
 
+// The dtype is checked before the device, so this runs on machines without a GPU too.
+TEST(CudaBackend, TakesBf16OrF32ActivationsOnly) {
+  expect_error([] { make_cuda_backend(0, DType::f16); }, ErrorKind::unsupported, "bf16 or f32 activations, not f16");
+}
+
+TEST(CudaBackend, DescribesItsF32Mode) {
+  LOUISKV_REQUIRE_CUDA();
+  auto gpu = make_cuda_backend(0, DType::f32);
+  EXPECT_EQ(gpu->device(), Device::cuda);
+  EXPECT_EQ(gpu->activation_dtype(), DType::f32);
+  EXPECT_EQ(gpu->kv_dtype(), DType::f32);
+  EXPECT_NE(gpu->description().find("f32 activations and KV"), std::string::npos) << gpu->description();
+  std::printf("[backend] %s\n", gpu->description().c_str());
+}
+
+// In the f32 mode the ops take f32 activations, KV and (prepared) weights, and say so otherwise.
+TEST(CudaBackend, F32ModeRejectsBf16Views) {
+  LOUISKV_REQUIRE_CUDA();
+  auto gpu = make_cuda_backend(0, DType::f32);
+  auto in = make_tensor(*gpu, DType::f32, {4, 64}, std::vector<float>(256, 0.5f));
+  auto bf16_weight = make_tensor(*gpu, DType::bf16, {32, 64}, std::vector<float>(32 * 64, 0.5f));
+  auto out = make_output(*gpu, DType::f32, {4, 32});
+  expect_error([&] { gpu->matmul(out.view, in.view, bf16_weight.view, nullptr); }, ErrorKind::internal,
+               "must be f32 for f32 in");
+  auto cache = make_output(*gpu, DType::f32, {2, 8, 64});
+  auto bf16_rows = make_tensor(*gpu, DType::bf16, {4, 2, 64}, std::vector<float>(512, 0.5f));
+  expect_error([&] { gpu->write_kv(cache.view, bf16_rows.view, 0); }, ErrorKind::internal, "must have dtype f32");
+  auto bf16_q = make_tensor(*gpu, DType::bf16, {1, 4, 64}, std::vector<float>(256, 0.5f));
+  auto attention_out = make_output(*gpu, DType::f32, {1, 4, 64});
+  expect_error([&] { gpu->attention_prefill(attention_out.view, bf16_q.view, cache.view, cache.view, 0, 0.1f); },
+               ErrorKind::internal, "q (bf16[1, 4, 64] on cuda) must have dtype f32");
+  auto q = make_tensor(*gpu, DType::f32, {1, 4, 96}, std::vector<float>(384, 0.5f));
+  auto k = make_output(*gpu, DType::f32, {2, 8, 96});
+  auto out96 = make_output(*gpu, DType::f32, {1, 4, 96});
+  expect_error([&] { gpu->attention_prefill(out96.view, q.view, k.view, k.view, 0, 0.1f); }, ErrorKind::internal,
+               "head dim 96 is not supported");
+}
+
 TEST(CudaBackend, DescribesItself) {
   LOUISKV_REQUIRE_CUDA();
   auto gpu = make_cuda_backend();
@@ -37,6 +75,7 @@ TEST(CudaBackend, DescribesItself) {
   EXPECT_EQ(gpu->activation_dtype(), DType::bf16);
   EXPECT_EQ(gpu->kv_dtype(), DType::bf16);
   EXPECT_NE(gpu->description().find("cuda:0"), std::string::npos) << gpu->description();
+  EXPECT_NE(gpu->description().find("bf16 activations and KV"), std::string::npos) << gpu->description();
   std::printf("[backend] %s\n", gpu->description().c_str());
   expect_error([] { make_cuda_backend(4096); }, ErrorKind::unsupported, "does not exist");
 }

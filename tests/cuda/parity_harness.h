@@ -3,7 +3,8 @@
 //
 // What every case gets, in the spirit of ggml's test-backend-ops and ThunderKittens' tests:
 // - inputs drawn fresh per run (the seed is printed with any failure), never zeros, and rounded
-//   to bf16 before either backend sees them, so the bound measures the kernel and not bf16;
+//   to bf16 before either backend sees them, so the bound measures the kernel and not bf16 (the
+//   cases of the f32 mode draw full f32 inputs instead, which the GPU must not round);
 // - GPU outputs poisoned with NaN bytes before the op and followed by guard bytes, so an element
 //   the kernel forgot to write or a write past the end fails the case;
 // - non-finite outputs reported before any tolerance; then the relative L2 error
@@ -48,6 +49,14 @@ class Random {
     std::uniform_real_distribution<float> distribution(low, high);
     std::vector<float> values(count);
     for (float& value : values) value = bf16_to_f32(f32_to_bf16(distribution(engine_)));
+    return values;
+  }
+  // Uniform in [low, high) at full f32 precision: inputs of the f32 mode, where a kernel that
+  // rounded them to bf16 anywhere must show it.
+  std::vector<float> uniform_f32(size_t count, float low, float high) {
+    std::uniform_real_distribution<float> distribution(low, high);
+    std::vector<float> values(count);
+    for (float& value : values) value = distribution(engine_);
     return values;
   }
   int64_t integer(int64_t low, int64_t high) {  // inclusive
@@ -226,10 +235,11 @@ inline void expect_equal(const std::vector<float>& actual, const std::vector<flo
                             << actual[first] << ", cpu " << expected[first] << ")";
 }
 
-// The two backends of a parity test.
+// The two backends of a parity test; the GPU's activations and KV in bf16 (the default) or f32.
 struct BackendPair {
+  explicit BackendPair(DType gpu_activations = DType::bf16) : gpu(make_cuda_backend(0, gpu_activations)) {}
   std::unique_ptr<Backend> cpu = make_cpu_backend();
-  std::unique_ptr<Backend> gpu = make_cuda_backend();
+  std::unique_ptr<Backend> gpu;
 };
 
 }  // namespace louiskv::testing

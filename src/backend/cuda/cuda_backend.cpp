@@ -9,7 +9,9 @@
 #include <vector>
 
 #include "backend/cuda/attention_decode.h"
+#include "backend/cuda/attention_decode_f32.h"
 #include "backend/cuda/attention_prefill.h"
+#include "backend/cuda/attention_prefill_f32.h"
 #include "backend/cuda/budget_fill.h"
 #include "backend/cuda/convert.h"
 #include "backend/cuda/cuda_check.h"
@@ -34,7 +36,8 @@ namespace {
 
 // cuBLAS on Hopper wants up to 32 MiB of workspace for its fastest kernels.
 constexpr size_t cublas_workspace_bytes = size_t(32) << 20;
-// prepare_weight converts f32/f16 weights on the device through a staging buffer of this size.
+// prepare_weight converts weights of another dtype on the device through a staging buffer of
+// this size.
 constexpr size_t weight_staging_bytes = size_t(64) << 20;
 
 // An event recorded on `stream`: what a WorkMark holds for the cuda backend.
@@ -77,7 +80,7 @@ class UploadedTable {
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(int device_index) : device_index_(device_index) {
+  CudaBackend(int device_index, DType activations) : device_index_(device_index), activation_dtype_(activations) {
     int count = 0;
     LOUISKV_CUDA_CHECK(cudaGetDeviceCount(&count));
     if (device_index < 0 || device_index >= count) {
@@ -99,7 +102,8 @@ class CudaBackend final : public Backend {
     description_ = "cuda:" + std::to_string(device_index_) + " " + properties.name + " (sm_" +
                    std::to_string(properties.major) + std::to_string(properties.minor) + ", " +
                    std::to_string(multiprocessors_) + " multiprocessors, " +
-                   std::to_string(properties.totalGlobalMem >> 20) + " MiB)";
+                   std::to_string(properties.totalGlobalMem >> 20) + " MiB, " +
+                   std::string(dtype_name(activation_dtype_)) + " activations and KV)";
     LOUISKV_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     LOUISKV_CUDA_CHECK(cudaStreamCreateWithFlags(&side_stream_, cudaStreamNonBlocking));
     LOUISKV_CUDA_CHECK(cudaEventCreateWithFlags(&side_start_, cudaEventDisableTiming));
@@ -128,8 +132,9 @@ class CudaBackend final : public Backend {
 
   Device device() const override { return Device::cuda; }
   std::string description() const override { return description_; }
-  DType activation_dtype() const override { return DType::bf16; }
-  DType kv_dtype() const override { return DType::bf16; }
+  DType activation_dtype() const override { return activation_dtype_; }
+  // The KV cache follows the activations: K and V rows are written from them as they are.
+  DType kv_dtype() const override { return activation_dtype_; }
 
   Buffer allocate(size_t bytes) override {
     activate();
@@ -173,20 +178,27 @@ class CudaBackend final : public Backend {
     LOUISKV_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
 
+  // Weights live on the device in the activation dtype. In f32 mode they are widened once here
+  // (exactly, from bf16 or f16 files) and every GEMM is an fp32 cuBLAS GEMM: its products and sums
+  // are those of the CPU reference, which widens the same weights in its kernels, up to the order
+  // of the sums. Splitting each f32 activation into two bf16 parts for bf16 GEMMs would keep the
+  // weights at half the memory, but leaves an activation rounding of about 2^-16 and doubles the
+  // GEMMs; the precision mode is for exactness, so it pays the memory instead.
   TensorView prepare_weight(TensorView host_weight, std::vector<Buffer>& owner) override {
     activate();
     const char* op = "prepare_weight";
-    if (host_weight.device == Device::cuda && host_weight.dtype == DType::bf16) return host_weight;
+    const DType target = activation_dtype_;
+    if (host_weight.device == Device::cuda && host_weight.dtype == target) return host_weight;
     LOUISKV_REQUIRE(!host_weight.empty() || host_weight.numel() == 0, op,
                      "weight (" + host_weight.describe() + ") is empty (null data)");
     kernels::require_floating(host_weight, op, "weight");
     TensorView prepared = host_weight;
-    Buffer buffer = allocate(size_t(host_weight.numel()) * dtype_size(DType::bf16));
+    Buffer buffer = allocate(size_t(host_weight.numel()) * dtype_size(target));
     prepared.data = buffer.data();
-    prepared.dtype = DType::bf16;
+    prepared.dtype = target;
     prepared.device = Device::cuda;
     if (host_weight.numel() > 0) {
-      if (host_weight.dtype == DType::bf16) {
+      if (host_weight.dtype == target) {
         LOUISKV_CUDA_CHECK(cudaMemcpyAsync(prepared.data, host_weight.data, host_weight.nbytes(),
                                            cudaMemcpyDefault, stream_));
       } else {
@@ -249,7 +261,11 @@ class CudaBackend final : public Backend {
   void attention_prefill(TensorView out, TensorView q, TensorView k, TensorView v,
                          int64_t first_position, float scale) override {
     activate();
-    kernels::launch_attention_prefill({out, q, k, v, first_position, scale}, current_);
+    if (activation_dtype_ == DType::f32) {
+      kernels::launch_attention_prefill_f32({out, q, k, v, first_position, scale}, current_);
+    } else {
+      kernels::launch_attention_prefill({out, q, k, v, first_position, scale}, current_);
+    }
   }
 
   void attention_decode(TensorView out, TensorView q, const AttendedSpans& spans, float scale,
@@ -270,21 +286,37 @@ class CudaBackend final : public Backend {
                          ") must be a multiple of the KV heads (" + std::to_string(kv_heads) +
                          ") implied by spans");
     kernels::DecodePlan plan = decode_plan_->upload(spans, batch, kv_heads, query_heads, head_dim,
-                                                    multiprocessors_, current_);
-    kernels::DecodeAttentionParams params;
-    params.out = out;
-    params.q = q;
-    params.lse = lse ? *lse : TensorView{};
-    params.scale = scale;
-    params.kv_heads = int(kv_heads);
-    params.spans = plan.spans;
-    params.indptr = plan.indptr;
-    params.chunk_first_span = plan.chunk_first_span;
-    params.split = plan.split;
-    params.workspace = plan.workspace;
-    params.workspace_bytes = plan.workspace_bytes;
+                                                    multiprocessors_, current_, 0, kv_dtype());
     try {
-      kernels::launch_attention_decode(params, current_);
+      if (activation_dtype_ == DType::f32) {
+        kernels::DecodeAttentionF32Params params;
+        params.out = out;
+        params.q = q;
+        params.lse = lse ? *lse : TensorView{};
+        params.scale = scale;
+        params.kv_heads = int(kv_heads);
+        params.spans = plan.spans;
+        params.indptr = plan.indptr;
+        params.chunk_first_span = plan.chunk_first_span;
+        params.split = plan.split;
+        params.workspace = plan.workspace;
+        params.workspace_bytes = plan.workspace_bytes;
+        kernels::launch_attention_decode_f32(params, current_);
+      } else {
+        kernels::DecodeAttentionParams params;
+        params.out = out;
+        params.q = q;
+        params.lse = lse ? *lse : TensorView{};
+        params.scale = scale;
+        params.kv_heads = int(kv_heads);
+        params.spans = plan.spans;
+        params.indptr = plan.indptr;
+        params.chunk_first_span = plan.chunk_first_span;
+        params.split = plan.split;
+        params.workspace = plan.workspace;
+        params.workspace_bytes = plan.workspace_bytes;
+        kernels::launch_attention_decode(params, current_);
+      }
     } catch (...) {
       decode_plan_->release(plan, current_);
       throw;
@@ -352,7 +384,7 @@ class CudaBackend final : public Backend {
     }
     if (jobs.empty()) return;
     UploadedTable table(*tables_, jobs.data(), jobs.size() * sizeof(UnitSummaryJob), current_);
-    kernels::launch_unit_summary({table.as<UnitSummaryJob>(), int64_t(jobs.size()), head_dim}, current_);
+    kernels::launch_unit_summary({table.as<UnitSummaryJob>(), int64_t(jobs.size()), head_dim, kv_dtype()}, current_);
   }
 
   void kmeans_init(TensorView centroids, TensorView points, TensorView seeds) override {
@@ -478,8 +510,8 @@ class CudaBackend final : public Backend {
         LOUISKV_CUDA_CHECK(cudaMemcpyAsync(staging, source, size_t(count) * element_bytes,
                                            cudaMemcpyDefault, stream_));
         TensorView from(staging, host_weight.dtype, Device::cuda, {count});
-        TensorView to(static_cast<char*>(prepared.data) + size_t(first) * 2, DType::bf16,
-                      Device::cuda, {count});
+        TensorView to(static_cast<char*>(prepared.data) + size_t(first) * dtype_size(prepared.dtype),
+                      prepared.dtype, Device::cuda, {count});
         kernels::launch_convert({to, from}, stream_);
         // The next chunk overwrites the staging buffer.
         LOUISKV_CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -493,6 +525,7 @@ class CudaBackend final : public Backend {
   }
 
   int device_index_;
+  DType activation_dtype_;  // bf16 or f32; the KV cache's too
   int multiprocessors_ = 0;
   int compute_major_ = 0;
   std::string description_;
@@ -523,11 +556,15 @@ bool cuda_device_available() {
   return count > 0;
 }
 
-std::unique_ptr<Backend> make_cuda_backend(int device_index) {
+std::unique_ptr<Backend> make_cuda_backend(int device_index, DType activations) {
+  if (activations != DType::bf16 && activations != DType::f32) {
+    throw Error(ErrorKind::unsupported, "the CUDA backend runs bf16 or f32 activations, not " +
+                                            std::string(dtype_name(activations)));
+  }
   if (!cuda_device_available()) {
     throw Error(ErrorKind::unsupported, "no CUDA device is available (no GPU or no driver)");
   }
-  return std::make_unique<CudaBackend>(device_index);
+  return std::make_unique<CudaBackend>(device_index, activations);
 }
 
 }  // namespace louiskv

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <string>
 
+#include "backend/cuda/attention_decode_f32.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/view_checks.h"
 
@@ -107,18 +108,24 @@ void DecodePlanUploader::grow_workspace(int64_t bytes, cudaStream_t stream) {
   workspace_bytes_ = grown;
 }
 
-int64_t DecodePlanUploader::concurrent_blocks(int64_t head_dim, int64_t group, int multiprocessors) {
-  auto found = blocks_per_multiprocessor_.find(head_dim);
+int64_t DecodePlanUploader::concurrent_blocks(int64_t head_dim, int64_t group, DType kv_dtype, int multiprocessors) {
+  const bool f32 = kv_dtype == DType::f32;
+  const std::tuple<int64_t, DType, int64_t> key{head_dim, kv_dtype, f32 ? group : 0};
+  auto found = blocks_per_multiprocessor_.find(key);
   if (found == blocks_per_multiprocessor_.end()) {
-    found = blocks_per_multiprocessor_.emplace(head_dim, decode_blocks_per_multiprocessor(head_dim, group)).first;
+    const int blocks = f32 ? decode_f32_blocks_per_multiprocessor(head_dim, group)
+                           : decode_blocks_per_multiprocessor(head_dim, group);
+    found = blocks_per_multiprocessor_.emplace(key, blocks).first;
   }
   return int64_t(found->second) * multiprocessors;
 }
 
 DecodePlan DecodePlanUploader::upload(const AttendedSpans& spans, int64_t batch, int64_t kv_heads,
                                       int64_t query_heads, int64_t head_dim, int multiprocessors,
-                                      cudaStream_t stream, int chunk_tokens) {
+                                      cudaStream_t stream, int chunk_tokens, DType kv_dtype) {
   const char* op = "attention_decode";
+  LOUISKV_REQUIRE(kv_dtype == DType::bf16 || kv_dtype == DType::f32, op,
+                  "the KV rows must be bf16 or f32, not " + std::string(dtype_name(kv_dtype)));
   const int64_t rows = batch * kv_heads;
   LOUISKV_REQUIRE(int64_t(spans.rows()) == rows, op,
                   "spans has " + std::to_string(spans.rows()) + " rows, expected batch (" + std::to_string(batch) +
@@ -153,7 +160,7 @@ DecodePlan DecodePlanUploader::upload(const AttendedSpans& spans, int64_t batch,
   }
   const int64_t group = query_heads / kv_heads;
   DecodeSplit split =
-      choose_decode_split(rows, group, max_row_tokens, concurrent_blocks(head_dim, group, multiprocessors));
+      choose_decode_split(rows, group, max_row_tokens, concurrent_blocks(head_dim, group, kv_dtype, multiprocessors));
   if (chunk_tokens > 0) {
     LOUISKV_REQUIRE(chunk_tokens % decode_chunk_granule == 0, op,
                     "an imposed chunk must be a multiple of " + std::to_string(decode_chunk_granule) + " tokens");
@@ -173,7 +180,7 @@ DecodePlan DecodePlanUploader::upload(const AttendedSpans& spans, int64_t batch,
   // build them at the end of the slot first, then move them down.
   auto* indptr = reinterpret_cast<int32_t*>(static_cast<char*>(host.data) + spans.spans.size() * sizeof(DeviceSpan));
   int32_t* chunk_first = indptr + rows + 1;
-  const size_t row_bytes = size_t(head_dim) * 2;  // bf16
+  const size_t row_bytes = size_t(head_dim) * dtype_size(kv_dtype);
   const int64_t chunk = split.chunk_tokens;
   int32_t written = 0;
   indptr[0] = 0;

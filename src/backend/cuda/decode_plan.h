@@ -11,10 +11,12 @@
 
 #include <cstdint>
 #include <map>
+#include <tuple>
 #include <vector>
 
 #include "backend/attended_spans.h"
 #include "backend/cuda/attention_decode.h"
+#include "common/dtype.h"
 
 namespace louiskv::kernels {
 
@@ -39,9 +41,11 @@ class DecodePlanUploader {
   // split and makes sure the workspace is large enough. rows = batch * kv_heads. Work enqueued
   // on `stream` after this call sees the plan.
   // `chunk_tokens` > 0 imposes the chunk size (a multiple of decode_chunk_granule) instead of
-  // the occupancy-based choice: benchmarks sweep it.
+  // the occupancy-based choice: benchmarks sweep it. `kv_dtype` is that of the spans' rows (bf16
+  // or f32), which decides the row size and which kernel's occupancy the split is planned for.
   DecodePlan upload(const AttendedSpans& spans, int64_t batch, int64_t kv_heads, int64_t query_heads,
-                    int64_t head_dim, int multiprocessors, cudaStream_t stream, int chunk_tokens = 0);
+                    int64_t head_dim, int multiprocessors, cudaStream_t stream, int chunk_tokens = 0,
+                    DType kv_dtype = DType::bf16);
   // The kernels reading `plan` are enqueued on `stream`: its device buffer may be refilled once
   // the stream has passed this point.
   void release(const DecodePlan& plan, cudaStream_t stream);
@@ -63,7 +67,7 @@ class DecodePlanUploader {
   HostSlot& free_host_slot(size_t bytes);
   DeviceSlot& next_device_slot(size_t bytes, int& index);
   void grow_workspace(int64_t bytes, cudaStream_t stream);
-  int64_t concurrent_blocks(int64_t head_dim, int64_t group, int multiprocessors);
+  int64_t concurrent_blocks(int64_t head_dim, int64_t group, DType kv_dtype, int multiprocessors);
 
   cudaStream_t copy_stream_ = nullptr;  // created on first use, on the backend's device
   std::vector<HostSlot> host_slots_;
@@ -73,7 +77,8 @@ class DecodePlanUploader {
   void* workspace_ = nullptr;
   int64_t workspace_bytes_ = 0;
   std::vector<int32_t> row_tokens_;  // reused across calls: no allocation per step
-  std::map<int64_t, int> blocks_per_multiprocessor_;  // by head dim
+  // By head dim, KV dtype and (f32 only: it picks the kernel) query heads per KV head.
+  std::map<std::tuple<int64_t, DType, int64_t>, int> blocks_per_multiprocessor_;
 };
 
 }  // namespace louiskv::kernels

@@ -50,15 +50,10 @@ void broadcast_bias(const MatmulParams& params, Out* out, int64_t rows, int64_t 
 }  // namespace
 
 bool matmul_prefers_weight_streaming(const TensorView& in, const TensorView& weight) {
-  // bench_decode_gemm on an H200, calls back to back: the streaming kernel read Llama-3.1-8B's
-  // qkv and o weights (50 and 34 MB) faster than cuBLAS at batch 1 to 8 (2990-3059 against
-  // 2850-2948 GB/s, 2563-2695 against 2486-2528), and was slower past 8 tokens and on the larger
-  // gate+up and down weights, where cuBLAS reads at 3400-4060 GB/s.
+  // The plan table in matmul_weight_streaming.cu decides, from bench_decode_gemm's figures.
   if (!weight_streaming_applies(in, weight)) return false;
   const int64_t inner = weight.dim(1);
-  const int64_t tokens = in.numel() / inner;
-  const int64_t weight_bytes = weight.numel() * int64_t(dtype_size(weight.dtype));
-  return tokens <= 8 && weight_bytes <= (int64_t(64) << 20);
+  return weight_streaming_preferred(in.numel() / inner, inner, weight.dim(0));
 }
 
 void launch_matmul(const MatmulParams& params, cublasHandle_t cublas, cudaStream_t stream) {
@@ -68,12 +63,22 @@ void launch_matmul(const MatmulParams& params, cublasHandle_t cublas, cudaStream
   require_on_device(params.weight, op, "weight");
   LOUISKV_REQUIRE(params.in.rank >= 1, op, "in (" + params.in.describe() + ") has no dims");
   require_rank(params.weight, 2, op, "weight");
-  require_dtype(params.in, DType::bf16, op, "in");
-  LOUISKV_REQUIRE(params.weight.dtype == DType::bf16, op,
-          "weight (" + params.weight.describe() +
-              ") must be bf16: pass weights through prepare_weight(), which converts them");
-  LOUISKV_REQUIRE(params.out.dtype == DType::bf16 || params.out.dtype == DType::f32, op,
-          "out (" + params.out.describe() + ") must be bf16 or f32");
+  // f32 in (the backend's precision mode) takes f32 weights and gives f32 out, through cuBLAS.
+  const bool f32 = params.in.dtype == DType::f32;
+  if (f32) {
+    LOUISKV_REQUIRE(params.weight.dtype == DType::f32, op,
+            "weight (" + params.weight.describe() +
+                ") must be f32 for f32 in: pass weights through prepare_weight() of a backend with f32 "
+                "activations, which converts them");
+    require_dtype(params.out, DType::f32, op, "out");
+  } else {
+    require_dtype(params.in, DType::bf16, op, "in");
+    LOUISKV_REQUIRE(params.weight.dtype == DType::bf16, op,
+            "weight (" + params.weight.describe() +
+                ") must be bf16: pass weights through prepare_weight(), which converts them");
+    LOUISKV_REQUIRE(params.out.dtype == DType::bf16 || params.out.dtype == DType::f32, op,
+            "out (" + params.out.describe() + ") must be bf16 or f32");
+  }
   int64_t inner = params.in.dim(-1);
   int64_t tokens = inner == 0 ? 0 : params.in.numel() / inner;
   int64_t columns = params.weight.dim(0);
@@ -127,9 +132,13 @@ void launch_matmul(const MatmulParams& params, cublasHandle_t cublas, cudaStream
   float alpha = 1.0f;
   float beta = has_bias ? 1.0f : 0.0f;
   cudaDataType_t out_type = params.out.dtype == DType::bf16 ? CUDA_R_16BF : CUDA_R_32F;
+  // f32 operands with CUBLAS_COMPUTE_32F under the handle's default math mode are a true fp32
+  // GEMM: cuBLAS uses TF32 only when asked (CUBLAS_COMPUTE_32F_FAST_TF32 or the TF32 math mode),
+  // which the precision mode must not do.
+  cudaDataType_t operand_type = f32 ? CUDA_R_32F : CUDA_R_16BF;
   LOUISKV_CUBLAS_CHECK(cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, int(columns), int(tokens),
-                                    int(inner), &alpha, params.weight.data, CUDA_R_16BF, int(inner),
-                                    params.in.data, CUDA_R_16BF, int(inner), &beta, params.out.data,
+                                    int(inner), &alpha, params.weight.data, operand_type, int(inner),
+                                    params.in.data, operand_type, int(inner), &beta, params.out.data,
                                     out_type, int(columns), CUBLAS_COMPUTE_32F,
                                     CUBLAS_GEMM_DEFAULT));
 }

@@ -1,6 +1,7 @@
 // Dense projections: out[T, N] = in[T, K] @ weight[N, K]^T (+ bias[N]), bf16 operands, fp32
 // accumulation, through cuBLAS (CUBLAS_COMPUTE_32F) or, for decode sizes (T <= 32), the
-// weight-streaming kernel (matmul_weight_streaming.h) where it measured faster.
+// weight-streaming kernel (matmul_weight_streaming.h) where it measured faster; f32 operands
+// (the backend's precision mode) always through cuBLAS, in fp32.
 #pragma once
 
 #include <cublas_v2.h>
@@ -18,6 +19,7 @@ enum class MatmulPath {
 
 // in [T, K] bf16 (device); weight [N, K] bf16 (device: prepare_weight converts file weights);
 // out [T, N] bf16 or f32 (device); bias [N] f32, f16 or bf16 (device), or an empty view.
+// Or, in the backend's precision mode, in, weight and out all f32 (an fp32 cuBLAS GEMM).
 // `in` and `out` may have more dims: all but the last are flattened into T.
 struct MatmulParams {
   TensorView out;

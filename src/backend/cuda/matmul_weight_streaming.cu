@@ -1,387 +1,97 @@
+// The weight-streaming kernels' planner (see matmul_weight_streaming.h): the automatic path's
+// plan table, the register kernel's own block plan, the pipelined kernel's grid, and the launch
+// that hands a plan to its kernel (matmul_weight_streaming_registers.cu,
+// matmul_weight_streaming_pipelined.cu).
 #include "backend/cuda/matmul_weight_streaming.h"
 
-#include <cooperative_groups.h>
 #include <cuda_bf16.h>
 
-#include "backend/cuda/async_copy.cuh"
+#include <algorithm>
+#include <string>
+
 #include "backend/cuda/cuda_check.h"
-#include "backend/cuda/element_types.cuh"
+#include "backend/cuda/matmul_weight_streaming_common.cuh"
 #include "backend/cuda/view_checks.h"
 
 namespace louiskv::kernels {
 
+using namespace streaming;
+
 namespace {
 
-namespace cg = cooperative_groups;
+// ---------------------------------------------------------------------------------------------
+// The automatic path's plan table.
 
-constexpr int warps = 4;
-constexpr int threads = warps * 32;
-// K covered by one step: each lane reads two 16-byte pieces of each of its rows, 64 bytes apart,
-// so that one load instruction of the 4 lanes of a row covers 64 contiguous bytes (two whole
-// sectors, each fetched once) and the pair covers 128.
-constexpr int step_k = 64;
-using Overlap = WeightStreamingOverlap;
+enum class AutomaticKernel { cublas, registers, pipelined };
 
-enum class BiasType : int { none, f32, f16, bf16 };
-
-struct KernelArguments {
-  const __nv_bfloat16* in;      // [T, K]
-  const __nv_bfloat16* weight;  // [N, K]
-  void* out;                    // [T, N], bf16 or f32
-  const void* bias;             // [N] or null
-  int64_t tokens, inner, columns, k_per_split;
-  int splits;  // blocks of a cluster, one K slice each
-  bool out_f32;
-  BiasType bias_type;
-  Overlap overlap;
+struct AutomaticPlanRow {
+  int64_t max_tokens;        // products of at most this many input rows (the batch)
+  int64_t max_weight_bytes;  // and at most this many weight bytes
+  AutomaticKernel kernel;
+  WeightStreamingPipelineOptions pipeline{};  // the pipelined kernel's options (else unused)
 };
 
-// 16 bytes of weights, read once: no L1 allocation, and a hint that the L2 fetch the next
-// 256 bytes of the row (the following steps read them).
-__device__ __forceinline__ uint4 load_weight(const __nv_bfloat16* address) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];\n"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "l"(address));
-  return v;
+constexpr int64_t mebibytes = int64_t(1) << 20;
+
+// Rows are tried in order and the first that covers the product decides; a product that no row
+// covers, or whose row names a kernel that cannot take it, goes to cuBLAS. To follow a
+// bench_decode_gemm run, give each (batch, weight size) its `suggest |` line's kernel and
+// options, narrowest rows first, and cite the run's figures here. A pipelined row reads, e.g.:
+//   {1, 64 * mebibytes, AutomaticKernel::pipelined,
+//    {.k_warps = 8, .stages = 8, .blocks_per_multiprocessor = 1, .resident_limit = 1,
+//     .overlap = WeightStreamingOverlap::early}},
+constexpr AutomaticPlanRow automatic_plan_table[] = {
+    // bench_decode_gemm on an H200 (2026-12-03), calls back to back, copy ceiling 4215 GB/s; each
+    // figure is the finalist's repeat, against cuBLAS's. Llama-3.1-8B's o (32 MiB): pipelined,
+    // 8 warps on K, 8 stages, overlapping the previous kernel, 3273 / 3228 / 3169 / 3122 GB/s at
+    // batch 1 / 2 / 4 / 8 against 2494-2533; at 16, 4 stages, 2570 against 2459; at 32 cuBLAS
+    // (2428; pipelined 1952).
+    {1, 32 * mebibytes, AutomaticKernel::pipelined,
+     {.k_warps = 8, .stages = 8, .blocks_per_multiprocessor = 1, .resident_limit = 0,
+      .overlap = WeightStreamingOverlap::early}},
+    {8, 32 * mebibytes, AutomaticKernel::pipelined,
+     {.k_warps = 8, .stages = 8, .blocks_per_multiprocessor = 1, .resident_limit = 1,
+      .overlap = WeightStreamingOverlap::early}},
+    {16, 32 * mebibytes, AutomaticKernel::pipelined,
+     {.k_warps = 8, .stages = 4, .blocks_per_multiprocessor = 1, .resident_limit = 1,
+      .overlap = WeightStreamingOverlap::early}},
+    {32, 32 * mebibytes, AutomaticKernel::cublas},
+    // qkv (48 MiB): the same kernel, 3493 / 3490 / 3476 / 3364 GB/s at batch 1 / 2 / 4 / 8 against
+    // 2998-3040; cuBLAS at 16 and 32 (2963 and 2927; pipelined 2742 and 1898).
+    {2, 48 * mebibytes, AutomaticKernel::pipelined,
+     {.k_warps = 8, .stages = 8, .blocks_per_multiprocessor = 1, .resident_limit = 0,
+      .overlap = WeightStreamingOverlap::early}},
+    {4, 48 * mebibytes, AutomaticKernel::pipelined,
+     {.k_warps = 8, .stages = 8, .blocks_per_multiprocessor = 1, .resident_limit = 1,
+      .overlap = WeightStreamingOverlap::early}},
+    {8, 48 * mebibytes, AutomaticKernel::pipelined,
+     {.k_warps = 8, .stages = 8, .blocks_per_multiprocessor = 1, .resident_limit = 0,
+      .overlap = WeightStreamingOverlap::early}},
+    {32, 48 * mebibytes, AutomaticKernel::cublas},
+    // down (112 MiB): pipelined 3930 / 3917 GB/s at batch 1 / 2 (8 warps on K) and 3781 at 4 (4
+    // warps on K, K split over 2 blocks) against 3665-3681; cuBLAS from 8 on (3480-3622).
+    // gate+up (224 MiB): cuBLAS everywhere (4039-4181 GB/s, 96-99% of copy). Both by default.
+    {2, 112 * mebibytes, AutomaticKernel::pipelined,
+     {.k_warps = 8, .stages = 8, .blocks_per_multiprocessor = 1, .resident_limit = 0,
+      .overlap = WeightStreamingOverlap::early}},
+    {4, 112 * mebibytes, AutomaticKernel::pipelined,
+     {.k_warps = 4, .stages = 8, .blocks_per_multiprocessor = 1, .resident_limit = 0,
+      .overlap = WeightStreamingOverlap::early}},
+};
+
+const AutomaticPlanRow* automatic_plan_row(int64_t tokens, int64_t inner, int64_t columns) {
+  const int64_t weight_bytes = inner * columns * int64_t(sizeof(__nv_bfloat16));
+  for (const AutomaticPlanRow& row : automatic_plan_table) {
+    if (tokens <= row.max_tokens && weight_bytes <= row.max_weight_bytes) return &row;
+  }
+  return nullptr;
 }
 
-__device__ __forceinline__ uint4 load_input(const __nv_bfloat16* address) {
-  return __ldg(reinterpret_cast<const uint4*>(address));
-}
+// The pipelined kernel's options where a plan must be found without a table row: a forced
+// streaming path on a K the register kernel cannot take.
+constexpr WeightStreamingPipelineOptions fallback_pipeline_options{};
 
-// Asks the L2 to fetch `bytes` (a multiple of 16) from `address` (16-byte aligned), without
-// waiting. A prefetch is only a hint: the L2 is where every write to global memory lands, so a
-// line it fetches early can never be older than what a later load must see.
-__device__ __forceinline__ void prefetch_l2(const void* address, uint32_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(address), "r"(bytes) : "memory");
-#else
-  (void)address;  // no bulk prefetch before sm_90 (the kernel is not planned there)
-  (void)bytes;
-#endif
-}
-
-// One 64-wide K step. The order of k inside an MMA does not matter as long as both operands
-// agree: lane (g, c) holds k [8c, 8c + 8) and [32 + 8c, 32 + 8c + 8) of weight rows g and g + 8
-// and of token g (pieces 0 and 1), and k-step j takes its values 4j .. 4j + 3 (words 2j and
-// 2j + 1 of the pair) as the fragment columns 2c, 2c + 1 and 2c + 8, 2c + 9.
-template <int m_tiles, int token_tiles>
-__device__ __forceinline__ void multiply_step(float (&accumulator)[m_tiles][token_tiles][4],
-                                              const uint4 (&a)[m_tiles][2][2], const uint4 (&b)[token_tiles][2]) {
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const int piece = j / 2;
-    const int word = (j % 2) * 2;
-#pragma unroll
-    for (int m = 0; m < m_tiles; ++m) {
-      const uint32_t* low = reinterpret_cast<const uint32_t*>(&a[m][0][piece]);
-      const uint32_t* high = reinterpret_cast<const uint32_t*>(&a[m][1][piece]);
-      const uint32_t fragment[4] = {low[word], high[word], low[word + 1], high[word + 1]};
-#pragma unroll
-      for (int n = 0; n < token_tiles; ++n) {
-        const uint32_t* columns = reinterpret_cast<const uint32_t*>(&b[n][piece]);
-        mma_bf16_16x8x16(accumulator[m][n], fragment, columns[word], columns[word + 1]);
-      }
-    }
-  }
-}
-
-__device__ __forceinline__ void store_output(const KernelArguments& args, int64_t token, int64_t column, float value) {
-  switch (args.bias_type) {
-    case BiasType::f32: value += static_cast<const float*>(args.bias)[column]; break;
-    case BiasType::f16: value += __half2float(static_cast<const __half*>(args.bias)[column]); break;
-    case BiasType::bf16: value += __bfloat162float(static_cast<const __nv_bfloat16*>(args.bias)[column]); break;
-    case BiasType::none: break;
-  }
-  const int64_t index = token * args.columns + column;
-  if (args.out_f32) {
-    static_cast<float*>(args.out)[index] = value;
-  } else {
-    static_cast<__nv_bfloat16*>(args.out)[index] = __float2bfloat16_rn(value);
-  }
-}
-
-// Block (split, row block) of a cluster of `splits` blocks along x: weight rows
-// [row block * block_rows, + block_rows) over K slice `split`. D[n, t] = sum_k W[n, k] X[t, k]
-// with W as the MMA's A operand (16 rows per tile) and X^T as B (8 tokens per tile). Rows past
-// N and tokens past T read the last valid row or token (clamped addresses, no branches in the
-// loop); their sums are never stored.
-// Where the staged input slice keeps 16-byte piece q of a token row: XORed with the row's low 3
-// bits inside each group of 8, so that the 8 rows a quarter-warp reads fall on distinct banks.
-__device__ __forceinline__ int staged_piece(int row, int q) { return (q & ~7) | ((q ^ row) & 7); }
-
-template <int token_tiles, int m_tiles, int unroll, bool staged>
-__global__ void __launch_bounds__(threads) weight_streaming_kernel(const __grid_constant__ KernelArguments args) {
-  constexpr int block_rows = warps * 16 * m_tiles;
-  // With `staged`, the block's input slice [token_tiles * 8][k_per_split] bf16, read from global
-  // memory once instead of by every warp through L1.
-  extern __shared__ uint4 staged_input[];
-  // Partial sums [tokens][block rows]; the padding puts the 4 column pairs of a fragment on
-  // different banks.
-  constexpr int pitch = block_rows + 4;
-  __shared__ float partial[token_tiles * 8 * pitch];
-
-  const int warp = threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  const int g = lane / 4;
-  const int c = lane % 4;
-  const int split = blockIdx.x;
-  const int64_t block_first_row = int64_t(blockIdx.y) * block_rows;
-  const int64_t warp_first_row = block_first_row + warp * 16 * m_tiles;
-  const int64_t k_begin = int64_t(split) * args.k_per_split;
-  const int64_t k_end = min(args.inner, k_begin + args.k_per_split);
-
-  const __nv_bfloat16* w[m_tiles][2];
-#pragma unroll
-  for (int m = 0; m < m_tiles; ++m) {
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int64_t row = min(warp_first_row + 16 * m + 8 * h + g, args.columns - 1);
-      w[m][h] = args.weight + row * args.inner + 8 * c;
-    }
-  }
-  if (args.overlap != Overlap::none) {
-    // While the previous kernel drains: the first two batches of each of the block's rows.
-    const int64_t row = block_first_row + threadIdx.x;
-    if (threadIdx.x < block_rows && row < args.columns) {
-      const int64_t bytes = min(k_end - k_begin, int64_t(2 * unroll * step_k)) * int64_t(sizeof(__nv_bfloat16));
-      prefetch_l2(args.weight + row * args.inner + k_begin, uint32_t(bytes));
-    }
-  }
-  wait_for_previous_grid();
-  // The next kernel's blocks may now take the slots this grid leaves free.
-  if (args.overlap == Overlap::early) allow_next_grid();
-  const __nv_bfloat16* x[token_tiles];
-#pragma unroll
-  for (int n = 0; n < token_tiles; ++n) {
-    const int64_t token = min(int64_t(8 * n + g), args.tokens - 1);
-    x[n] = args.in + token * args.inner + 8 * c;
-  }
-  const int pieces_per_row = int(args.k_per_split / 8);
-  if constexpr (staged) {
-    // Rows past T are never loaded: their garbage only reaches sums that are never stored.
-    const int slice_pieces = int((k_end - k_begin) / 8);
-    for (int i = threadIdx.x; i < int(args.tokens) * slice_pieces; i += threads) {
-      const int row = i / slice_pieces;
-      const int q = i % slice_pieces;
-      copy_async_16(&staged_input[row * pieces_per_row + staged_piece(row, q)],
-                    args.in + int64_t(row) * args.inner + k_begin + 8 * q, true);
-    }
-    copy_async_commit();
-  }
-  // Piece p of step `at` (absolute k) of token tile n for this lane.
-  auto input_piece = [&](int n, int64_t at, int p) {
-    if constexpr (staged) {
-      const int row = 8 * n + g;
-      const int q = int((at - k_begin) / 8) + c + 4 * p;
-      return staged_input[row * pieces_per_row + staged_piece(row, q)];
-    } else {
-      return load_input(x[n] + at + 32 * p);
-    }
-  };
-
-  float accumulator[m_tiles][token_tiles][4];
-#pragma unroll
-  for (int m = 0; m < m_tiles; ++m)
-#pragma unroll
-    for (int n = 0; n < token_tiles; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) accumulator[m][n][e] = 0.0f;
-
-  // Batches of `unroll` steps: the weight loads of the next batch are issued at the end of the
-  // loop body, once this batch's MMAs have consumed their registers, and the loop edge keeps
-  // them together (left in one block with their MMAs, the compiler interleaves each load with
-  // its MMA, leaving only a few loads in flight per warp).
-  int64_t k = k_begin;
-  const int64_t batch_k = int64_t(unroll) * step_k;
-  const int64_t full_end = k_begin + (k_end - k_begin) / batch_k * batch_k;
-  uint4 a[unroll][m_tiles][2][2];
-  {
-    auto load_batch = [&](int64_t at) {
-#pragma unroll
-      for (int u = 0; u < unroll; ++u)
-#pragma unroll
-        for (int m = 0; m < m_tiles; ++m)
-#pragma unroll
-          for (int h = 0; h < 2; ++h)
-#pragma unroll
-            for (int p = 0; p < 2; ++p) a[u][m][h][p] = load_weight(w[m][h] + at + u * step_k + 32 * p);
-    };
-    if (k < full_end) load_batch(k);
-    if constexpr (staged) {
-      copy_async_wait<0>();  // after the first weight loads are on their way
-      __syncthreads();
-    }
-    for (; k < full_end; k += batch_k) {
-#pragma unroll
-      for (int u = 0; u < unroll; ++u) {
-        uint4 b[token_tiles][2];
-#pragma unroll
-        for (int n = 0; n < token_tiles; ++n)
-#pragma unroll
-          for (int p = 0; p < 2; ++p) b[n][p] = input_piece(n, k + u * step_k, p);
-        multiply_step(accumulator, a[u], b);
-      }
-      if (k + batch_k < full_end) load_batch(k + batch_k);
-    }
-  }
-  // The slice's last steps one at a time; K is a multiple of 32, so the very last may be half a
-  // step, whose second pieces every lane skips (zeros add nothing).
-  for (; k < k_end; k += step_k) {
-    const bool second = k + 32 < k_end;
-    const uint4 zero{0u, 0u, 0u, 0u};
-    uint4 step_a[m_tiles][2][2];
-    uint4 step_b[token_tiles][2];
-#pragma unroll
-    for (int m = 0; m < m_tiles; ++m)
-#pragma unroll
-      for (int h = 0; h < 2; ++h)
-#pragma unroll
-        for (int p = 0; p < 2; ++p) step_a[m][h][p] = p == 0 || second ? load_weight(w[m][h] + k + 32 * p) : zero;
-#pragma unroll
-    for (int n = 0; n < token_tiles; ++n)
-#pragma unroll
-      for (int p = 0; p < 2; ++p) step_b[n][p] = p == 0 || second ? input_piece(n, k, p) : zero;
-    multiply_step(accumulator, step_a, step_b);
-  }
-
-  // Accumulator element e of (m, n): weight row 16m + g (+ 8 for e >= 2), token 8n + 2c + e % 2.
-#pragma unroll
-  for (int m = 0; m < m_tiles; ++m) {
-#pragma unroll
-    for (int n = 0; n < token_tiles; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int row = warp * 16 * m_tiles + 16 * m + g + 8 * (e / 2);
-        const int token = 8 * n + 2 * c + (e % 2);
-        partial[token * pitch + row] = accumulator[m][n][e];
-      }
-    }
-  }
-  // Each block of the cluster sums its share of the outputs over every block's partial sums, in
-  // rank order (the same bits on every run), and the cluster waits until all have read.
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  cg::cluster_group cluster = cg::this_cluster();
-  if (args.splits > 1) {
-    cluster.sync();
-  } else {
-    __syncthreads();
-  }
-#else
-  // Thread-block clusters exist from sm_90 on; the backend plans one split elsewhere.
-  __syncthreads();
-#endif
-  const int total = int(args.tokens) * block_rows;
-  const int share = (total + args.splits - 1) / args.splits;
-  const int end = min(total, (split + 1) * share);
-  for (int index = split * share + int(threadIdx.x); index < end; index += threads) {
-    const int token = index / block_rows;
-    const int row = index % block_rows;
-    const int64_t column = block_first_row + row;
-    if (column >= args.columns) continue;
-    float sum = 0.0f;
-    if (args.splits == 1) {
-      sum = partial[token * pitch + row];
-    } else {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-#pragma unroll
-      for (int rank = 0; rank < weight_streaming_max_splits; ++rank) {
-        if (rank < args.splits) sum += cluster.map_shared_rank(&partial[0], rank)[token * pitch + row];
-      }
-#endif
-    }
-    store_output(args, token, column, sum);
-  }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if (args.splits > 1) cluster.sync();  // no block leaves while another reads its partial sums
-#endif
-}
-
-template <int token_tiles, int m_tiles, int unroll, bool staged>
-void launch_kernel(const KernelArguments& args, dim3 grid, cudaStream_t stream) {
-  auto kernel = weight_streaming_kernel<token_tiles, m_tiles, unroll, staged>;
-  const size_t shared = staged ? size_t(token_tiles * 8) * size_t(args.k_per_split) * sizeof(__nv_bfloat16) : 0;
-  // The static partial sums and the staged slice together can pass the default 48 KB even when
-  // the slice alone does not: a staged launch always opts in to its size (cheap, keeps no state).
-  if (staged) {
-    LOUISKV_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared)));
-  }
-  cudaLaunchConfig_t config{};
-  config.gridDim = grid;
-  config.blockDim = dim3(threads);
-  config.dynamicSmemBytes = shared;
-  config.stream = stream;
-  cudaLaunchAttribute attributes[2]{};
-  unsigned count = 0;
-  if (args.splits > 1) {
-    attributes[count].id = cudaLaunchAttributeClusterDimension;
-    attributes[count].val.clusterDim.x = unsigned(args.splits);
-    attributes[count].val.clusterDim.y = 1;
-    attributes[count].val.clusterDim.z = 1;
-    ++count;
-  }
-  if (args.overlap != Overlap::none) {
-    attributes[count].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attributes[count].val.programmaticStreamSerializationAllowed = 1;
-    ++count;
-  }
-  config.attrs = attributes;
-  config.numAttrs = count;
-  LOUISKV_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, args));
-}
-
-template <int token_tiles, bool staged>
-void launch_for_shape(const KernelArguments& args, const WeightStreamingPlan& plan, dim3 grid, cudaStream_t stream) {
-  if (plan.m_tiles == 1) {
-    if (plan.unroll == 2) launch_kernel<token_tiles, 1, 2, staged>(args, grid, stream);
-    else launch_kernel<token_tiles, 1, 4, staged>(args, grid, stream);
-  } else {
-    if (plan.unroll == 2) launch_kernel<token_tiles, 2, 2, staged>(args, grid, stream);
-    else launch_kernel<token_tiles, 2, 4, staged>(args, grid, stream);
-  }
-}
-
-template <int token_tiles>
-void launch_for_tokens(const KernelArguments& args, const WeightStreamingPlan& plan, dim3 grid, cudaStream_t stream) {
-  if (plan.stage_input) {
-    launch_for_shape<token_tiles, true>(args, plan, grid, stream);
-  } else {
-    launch_for_shape<token_tiles, false>(args, plan, grid, stream);
-  }
-}
-
-// Shared memory the staged input slice of a plan takes.
-int64_t staged_bytes(int64_t tokens, const WeightStreamingPlan& plan) {
-  return (tokens + 7) / 8 * 8 * plan.k_per_split * int64_t(sizeof(__nv_bfloat16));
-}
-
-}  // namespace
-
-bool weight_streaming_applies(const TensorView& in, const TensorView& weight) {
-  if (in.rank < 1 || weight.rank != 2 || in.dtype != DType::bf16 || weight.dtype != DType::bf16) return false;
-  const int64_t inner = weight.dim(1);
-  if (inner == 0 || in.dim(-1) != inner || inner % 32 != 0) return false;
-  const int64_t tokens = in.numel() / inner;
-  return tokens >= 1 && tokens <= weight_streaming_max_tokens && weight.dim(0) >= 1 &&
-         ((reinterpret_cast<uintptr_t>(in.data) | reinterpret_cast<uintptr_t>(weight.data)) & 15) == 0;
-}
-
-WeightStreamingPlan plan_weight_streaming(int64_t inner, int m_tiles, int unroll, int splits, bool stage_input) {
-  WeightStreamingPlan plan;
-  plan.stage_input = stage_input;
-  plan.m_tiles = m_tiles == 2 ? 2 : 1;
-  plan.unroll = unroll == 2 ? 2 : 4;
-  const int64_t steps = (inner + step_k - 1) / step_k;
-  int64_t wanted = splits < 1 ? 1 : splits;
-  if (wanted > weight_streaming_max_splits) wanted = weight_streaming_max_splits;
-  if (wanted > steps) wanted = steps;
-  plan.k_per_split = (steps + wanted - 1) / wanted * step_k;
-  plan.splits = int((inner + plan.k_per_split - 1) / plan.k_per_split);
-  return plan;
-}
-
-WeightStreamingPlan plan_weight_streaming(int64_t tokens, int64_t inner, int64_t columns, int multiprocessors) {
+WeightStreamingPlan register_plan(int64_t tokens, int64_t inner, int64_t columns, int multiprocessors) {
   // From bench_decode_gemm's sweeps on an H200 (Llama-3.1-8B shapes, batch 1 to 32, calls back
   // to back): a block's throughput is bound by its loads in flight, so K is split over a cluster
   // until the grid has about two blocks per multiprocessor, choosing between 64- and 128-row
@@ -411,63 +121,142 @@ WeightStreamingPlan plan_weight_streaming(int64_t tokens, int64_t inner, int64_t
   return plan;
 }
 
+
+
+}  // namespace
+
+bool weight_streaming_registers_apply(int64_t inner) { return inner > 0 && inner % 32 == 0; }
+
+bool weight_streaming_applies(const TensorView& in, const TensorView& weight) {
+  if (in.rank < 1 || weight.rank != 2 || in.dtype != DType::bf16 || weight.dtype != DType::bf16) return false;
+  const int64_t inner = weight.dim(1);
+  if (inner == 0 || in.dim(-1) != inner || inner % 8 != 0) return false;
+  const int64_t tokens = in.numel() / inner;
+  if (tokens < 1 || tokens > weight_streaming_max_tokens || weight.dim(0) < 1 ||
+      ((reinterpret_cast<uintptr_t>(in.data) | reinterpret_cast<uintptr_t>(weight.data)) & 15) != 0) {
+    return false;
+  }
+  return weight_streaming_registers_apply(inner) || weight_streaming_pipeline_fits(tokens, inner, fallback_pipeline_options);
+}
+
+WeightStreamingPlan plan_weight_streaming(int64_t inner, int m_tiles, int unroll, int splits, bool stage_input) {
+  WeightStreamingPlan plan;
+  plan.kernel = WeightStreamingKernel::registers;
+  plan.stage_input = stage_input;
+  plan.m_tiles = m_tiles == 2 ? 2 : 1;
+  plan.unroll = unroll == 2 ? 2 : 4;
+  const int64_t steps = (inner + step_k - 1) / step_k;
+  int64_t wanted = splits < 1 ? 1 : splits;
+  if (wanted > weight_streaming_max_splits) wanted = weight_streaming_max_splits;
+  if (wanted > steps) wanted = steps;
+  plan.k_per_split = (steps + wanted - 1) / wanted * step_k;
+  plan.splits = int((inner + plan.k_per_split - 1) / plan.k_per_split);
+  return plan;
+}
+
+bool weight_streaming_preferred(int64_t tokens, int64_t inner, int64_t columns) {
+  if (tokens < 1 || tokens > weight_streaming_max_tokens || inner < 8 || inner % 8 != 0 || columns < 1) return false;
+  const AutomaticPlanRow* row = automatic_plan_row(tokens, inner, columns);
+  if (row == nullptr) return false;
+  switch (row->kernel) {
+    case AutomaticKernel::cublas: return false;
+    case AutomaticKernel::registers: return weight_streaming_registers_apply(inner);
+    case AutomaticKernel::pipelined: return weight_streaming_pipeline_fits(tokens, inner, row->pipeline);
+  }
+  return false;
+}
+
+WeightStreamingPlan plan_weight_streaming(int64_t tokens, int64_t inner, int64_t columns, int multiprocessors) {
+  const AutomaticPlanRow* row = automatic_plan_row(tokens, inner, columns);
+  if (row != nullptr && row->kernel == AutomaticKernel::pipelined && weight_streaming_pipeline_fits(tokens, inner, row->pipeline)) {
+    return plan_weight_streaming_pipelined(tokens, inner, columns, multiprocessors, row->pipeline);
+  }
+  if (weight_streaming_registers_apply(inner)) return register_plan(tokens, inner, columns, multiprocessors);
+  return plan_weight_streaming_pipelined(tokens, inner, columns, multiprocessors, fallback_pipeline_options);
+}
+
 int64_t weight_streaming_staged_bytes(int64_t tokens, const WeightStreamingPlan& plan) {
-  return plan.stage_input ? staged_bytes(tokens, plan) : 0;
+  return plan.kernel == WeightStreamingKernel::registers && plan.stage_input ? staged_bytes(tokens, plan) : 0;
+}
+
+bool weight_streaming_pipeline_fits(int64_t tokens, int64_t inner, const WeightStreamingPipelineOptions& options) {
+  int64_t k_per_split = 0;
+  return pipeline_splits(tokens, inner, options, k_per_split) > 0;
+}
+
+WeightStreamingPlan plan_weight_streaming_pipelined(int64_t tokens, int64_t inner, int64_t columns, int multiprocessors,
+                                                    const WeightStreamingPipelineOptions& options) {
+  WeightStreamingPlan plan;
+  plan.kernel = WeightStreamingKernel::pipelined;
+  plan.splits = pipeline_splits(tokens, inner, options, plan.k_per_split);
+  LOUISKV_REQUIRE(plan.splits > 0, "matmul",
+                  "the pipelined weight-streaming kernel cannot take " + std::to_string(tokens) + " rows of K = " +
+                      std::to_string(inner) +
+                      " with these options (K must be a multiple of 8, and the input slice of the largest split "
+                      "must fit in shared memory): a bug in the caller, which should ask "
+                      "weight_streaming_pipeline_fits first");
+  plan.k_warps = options.k_warps;
+  plan.stages = options.stages;
+  plan.resident_limit = options.resident_limit;
+  plan.overlap = options.overlap;
+  plan.stream_input = options.stream_input;
+  // About multiprocessors x blocks_per_multiprocessor blocks in all. Where the rows alone cannot
+  // fill that grid (a block of few K warps covers many rows: o at k_warps 1 has 32 blocks of
+  // rows), K is split further over a cluster, up to 8 blocks.
+  const int64_t groups = ceil_div(std::max<int64_t>(columns, 1), tile_rows);
+  const int64_t teams_per_block = pipelined_warps / options.k_warps;
+  const int64_t wanted_blocks = int64_t(std::max(multiprocessors, 1)) * options.blocks_per_multiprocessor;
+  const int64_t wanted_splits = std::min<int64_t>(weight_streaming_max_splits,
+                                                  ceil_div(wanted_blocks, ceil_div(groups, teams_per_block)));
+  for (int splits = int(wanted_splits); splits > plan.splits; --splits) {
+    int64_t k_per_split = 0;
+    if (pipeline_split_fits(tokens, inner, options, splits, k_per_split)) {
+      plan.splits = splits;
+      plan.k_per_split = k_per_split;
+      break;
+    }
+  }
+  // Rows: no more blocks than would each get a team's worth of groups, and no team with more
+  // than 4 groups (2 above 16 tokens).
+  int64_t row_blocks = std::max<int64_t>(1, wanted_blocks / plan.splits);
+  row_blocks = std::min(row_blocks, ceil_div(groups, teams_per_block));
+  int64_t per_team = ceil_div(groups, row_blocks * teams_per_block);
+  const int64_t most_per_team = max_groups_per_warp_for(tokens);
+  if (per_team > most_per_team) {
+    row_blocks = ceil_div(groups, most_per_team * teams_per_block);
+    per_team = ceil_div(groups, row_blocks * teams_per_block);
+  }
+  plan.row_blocks = row_blocks;
+  plan.groups_per_warp = per_team <= 1 ? 1 : per_team <= 2 ? 2 : 4;
+  return plan;
+}
+
+int64_t weight_streaming_pipeline_shared_bytes(int64_t tokens, const WeightStreamingPlan& plan) {
+  if (plan.kernel != WeightStreamingKernel::pipelined) return 0;
+  return pipeline_layout(tokens, plan.k_per_split, plan.splits, plan.k_warps, plan.stages, plan.groups_per_warp,
+                         plan.stream_input)
+      .total;
 }
 
 void launch_matmul_weight_streaming(const WeightStreamingParams& params, cudaStream_t stream) {
   const char* op = "matmul";
   LOUISKV_REQUIRE(weight_streaming_applies(params.in, params.weight), op,
                   "in (" + params.in.describe() + ") and weight (" + params.weight.describe() +
-                      ") do not fit the weight-streaming kernel");
+                      ") do not fit the weight-streaming kernels");
   const int64_t inner = params.weight.dim(1);
   const int64_t tokens = params.in.numel() / inner;
   const int64_t columns = params.weight.dim(0);
-  const WeightStreamingPlan& plan = params.plan;
-  LOUISKV_REQUIRE(plan.splits >= 1 && plan.splits <= weight_streaming_max_splits && plan.k_per_split > 0 &&
-                      plan.k_per_split % step_k == 0 && plan.k_per_split * plan.splits >= inner &&
-                      (plan.splits - 1) * plan.k_per_split < inner && (plan.m_tiles == 1 || plan.m_tiles == 2) &&
-                      (plan.unroll == 2 || plan.unroll == 4),
-                  op, "invalid weight-streaming plan (a bug in the caller)");
-  LOUISKV_REQUIRE(!plan.stage_input || staged_bytes(tokens, plan) <= weight_streaming_max_staged_bytes, op,
-                  "the plan stages " + std::to_string(staged_bytes(tokens, plan)) +
-                      " bytes of input per block, over the limit (a bug in the caller)");
   LOUISKV_REQUIRE(params.out.numel() == tokens * columns && (params.out.dtype == DType::bf16 || params.out.dtype == DType::f32),
                   op, "out (" + params.out.describe() + ") must hold " + std::to_string(tokens) + " rows of " +
                           std::to_string(columns) + " bf16 or f32 values");
-  const int64_t row_blocks = (columns + 64 * plan.m_tiles - 1) / (64 * plan.m_tiles);
-  require_grid_dimension(row_blocks, 65535, op, "the weight rows");
-
-  KernelArguments args{};
-  args.in = params.in.as<const __nv_bfloat16>();
-  args.weight = params.weight.as<const __nv_bfloat16>();
-  args.out = params.out.data;
-  args.bias = params.bias.empty() ? nullptr : params.bias.data;
-  args.tokens = tokens;
-  args.inner = inner;
-  args.columns = columns;
-  args.k_per_split = plan.k_per_split;
-  args.splits = plan.splits;
-  args.out_f32 = params.out.dtype == DType::f32;
-  args.bias_type = BiasType::none;
-  if (!params.bias.empty()) {
-    switch (params.bias.dtype) {
-      case DType::f32: args.bias_type = BiasType::f32; break;
-      case DType::f16: args.bias_type = BiasType::f16; break;
-      case DType::bf16: args.bias_type = BiasType::bf16; break;
-      case DType::i32: fail(op, "bias (" + params.bias.describe() + ") must be f32, f16 or bf16");
-    }
-  }
-  const dim3 grid(unsigned(plan.splits), unsigned(row_blocks));
-  args.overlap = plan.overlap;
-  const int64_t token_tiles = (tokens + 7) / 8;
-  if (token_tiles == 1) {
-    launch_for_tokens<1>(args, plan, grid, stream);
-  } else if (token_tiles == 2) {
-    launch_for_tokens<2>(args, plan, grid, stream);
+  LOUISKV_REQUIRE(params.bias.empty() || params.bias.numel() == columns, op,
+                  "bias (" + params.bias.describe() + ") must hold one value per output column");
+  if (params.plan.kernel == WeightStreamingKernel::pipelined) {
+    launch_pipelined_kernel(params, tokens, inner, columns, stream);
   } else {
-    launch_for_tokens<4>(args, plan, grid, stream);
+    launch_register_kernel(params, tokens, inner, columns, stream);
   }
 }
+
 
 }  // namespace louiskv::kernels

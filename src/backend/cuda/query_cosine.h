@@ -13,8 +13,8 @@ constexpr int query_cosine_max_batch = 64;
 
 struct QueryCosineParams {
   TensorView similarity;  // f32 [B] (device or mapped host)
-  TensorView q;           // bf16 [B, Hq, D] (device)
-  void* previous[query_cosine_max_batch] = {};  // [Hq, D] bf16 each (device)
+  TensorView q;           // [B, Hq, D] (device), bf16 or f32 (the activations)
+  void* previous[query_cosine_max_batch] = {};  // [Hq, D] in q's dtype each (device)
   int batch = 0;          // <= query_cosine_max_batch
 };
 void launch_query_cosine(const QueryCosineParams& params, cudaStream_t stream);

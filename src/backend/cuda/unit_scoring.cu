@@ -60,14 +60,15 @@ __device__ void head_scores(const UnitRow& row, UnitBound bound, int u, int grou
 }
 
 // The group's queries (and, for spheres, their norms) in shared memory; false when the row is
-// gated off. Every thread of the block calls it.
-__device__ bool load_row_queries(const UnitRow& row, const __nv_bfloat16* q, int heads, int dim,
+// gated off. Every thread of the block calls it. Query is the activation type (bf16 or f32).
+template <class Query>
+__device__ bool load_row_queries(const UnitRow& row, const Query* q, int heads, int dim,
                                  const UnitScoring& scoring, float gate_threshold, float* queries) {
   if (row.similarity && !(*row.similarity < gate_threshold)) return false;
   const int group = scoring.group, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   float* query_norms = queries + group * dim;
-  const __nv_bfloat16* group_queries = q + (int64_t(row.query_row) * heads + int64_t(row.kv_head) * group) * dim;
-  for (int i = threadIdx.x; i < group * dim; i += score_threads) queries[i] = __bfloat162float(group_queries[i]);
+  const Query* group_queries = q + (int64_t(row.query_row) * heads + int64_t(row.kv_head) * group) * dim;
+  for (int i = threadIdx.x; i < group * dim; i += score_threads) queries[i] = to_float(group_queries[i]);
   __syncthreads();
   if (scoring.bound == UnitBound::sphere) {
     for (int g = warp; g < group; g += score_warps) {
@@ -85,8 +86,9 @@ __device__ bool load_row_queries(const UnitRow& row, const __nv_bfloat16* q, int
 // hundred to a few thousand units each, and spreading them over many blocks keeps the GPU busy.
 
 // max and sum: one pass.
+template <class Query>
 __global__ void __launch_bounds__(score_threads)
-    score_units_kernel(const __nv_bfloat16* q, const UnitRow* rows, int heads, int dim, UnitScoring scoring,
+    score_units_kernel(const Query* q, const UnitRow* rows, int heads, int dim, UnitScoring scoring,
                        float gate_threshold) {
   extern __shared__ float queries[];  // [group, dim], then the group's query norms
   const UnitRow row = rows[blockIdx.x];
@@ -112,8 +114,9 @@ __global__ void __launch_bounds__(score_threads)
 // softmax_mean, pass 1: each block's largest scaled score per head and its sum of exponentials
 // over the block's units (online: the sum is rescaled whenever the maximum grows), to
 // partials[(r * chunks + c) * 2 * max_group ...]: maxima, then sums.
+template <class Query>
 __global__ void __launch_bounds__(score_threads)
-    softmax_partials_kernel(const __nv_bfloat16* q, const UnitRow* rows, int heads, int dim, UnitScoring scoring,
+    softmax_partials_kernel(const Query* q, const UnitRow* rows, int heads, int dim, UnitScoring scoring,
                             float gate_threshold, float* partials) {
   extern __shared__ float queries[];
   __shared__ float head_max[score_warps][score_max_group], head_sum[score_warps][score_max_group];
@@ -174,8 +177,9 @@ __global__ void __launch_bounds__(score_threads)
 // softmax_mean, pass 2: every block combines its row's partials into each head's maximum and sum,
 // then writes the mean over heads of each of its units' softmax weights. A head with no unit to
 // weigh (every unit empty) adds nothing.
+template <class Query>
 __global__ void __launch_bounds__(score_threads)
-    softmax_scores_kernel(const __nv_bfloat16* q, const UnitRow* rows, int heads, int dim, UnitScoring scoring,
+    softmax_scores_kernel(const Query* q, const UnitRow* rows, int heads, int dim, UnitScoring scoring,
                           float gate_threshold, const float* partials) {
   extern __shared__ float queries[];
   __shared__ float row_max[score_max_group], row_sum[score_max_group];
@@ -215,6 +219,23 @@ __global__ void __launch_bounds__(score_threads)
   }
 }
 
+template <class Query>
+void launch_for_queries(const ScoreUnitsParams& params, const Query* q, dim3 grid, size_t shared, int heads, int dim,
+                        cudaStream_t stream) {
+  if (params.scoring.reduction != GroupReduction::softmax_mean) {
+    score_units_kernel<<<grid, score_threads, shared, stream>>>(q, params.rows, heads, dim, params.scoring,
+                                                                 params.gate_threshold);
+    LOUISKV_CUDA_CHECK_LAUNCH();
+    return;
+  }
+  softmax_partials_kernel<<<grid, score_threads, shared, stream>>>(q, params.rows, heads, dim, params.scoring,
+                                                                   params.gate_threshold, params.workspace);
+  LOUISKV_CUDA_CHECK_LAUNCH();
+  softmax_scores_kernel<<<grid, score_threads, shared, stream>>>(q, params.rows, heads, dim, params.scoring,
+                                                                 params.gate_threshold, params.workspace);
+  LOUISKV_CUDA_CHECK_LAUNCH();
+}
+
 }  // namespace
 
 int64_t score_units_workspace_bytes(int64_t rows, int64_t max_units) {
@@ -226,7 +247,8 @@ void launch_score_units(const ScoreUnitsParams& params, cudaStream_t stream) {
   const char* op = "score_units";
   if (params.row_count == 0 || params.max_units == 0) return;
   require_on_device(params.q, op, "q");
-  require_dtype(params.q, DType::bf16, op, "q");
+  LOUISKV_REQUIRE(params.q.dtype == DType::bf16 || params.q.dtype == DType::f32, op,
+                  "q (" + params.q.describe() + ") must be bf16 or f32");
   require_rank(params.q, 3, op, "q");
   const int64_t heads = params.q.dim(1), dim = params.q.dim(2), group = params.scoring.group;
   LOUISKV_REQUIRE(group >= 1 && group <= score_max_group && heads % group == 0, op,
@@ -239,22 +261,16 @@ void launch_score_units(const ScoreUnitsParams& params, cudaStream_t stream) {
   const size_t shared = size_t(group * dim + group) * sizeof(float);
   LOUISKV_REQUIRE(shared <= 48 * 1024, op, "the group's queries do not fit in shared memory");
   const dim3 grid(unsigned(params.row_count), unsigned(chunks));
-  const __nv_bfloat16* q = params.q.as<const __nv_bfloat16>();
-  if (params.scoring.reduction != GroupReduction::softmax_mean) {
-    score_units_kernel<<<grid, score_threads, shared, stream>>>(q, params.rows, int(heads), int(dim), params.scoring,
-                                                                 params.gate_threshold);
-    LOUISKV_CUDA_CHECK_LAUNCH();
-    return;
+  if (params.scoring.reduction == GroupReduction::softmax_mean) {
+    LOUISKV_REQUIRE(params.workspace != nullptr &&
+                        params.workspace_bytes >= score_units_workspace_bytes(params.row_count, params.max_units),
+                    op, "the softmax workspace is missing or too small");
   }
-  LOUISKV_REQUIRE(params.workspace != nullptr &&
-                      params.workspace_bytes >= score_units_workspace_bytes(params.row_count, params.max_units),
-                  op, "the softmax workspace is missing or too small");
-  softmax_partials_kernel<<<grid, score_threads, shared, stream>>>(q, params.rows, int(heads), int(dim), params.scoring,
-                                                                   params.gate_threshold, params.workspace);
-  LOUISKV_CUDA_CHECK_LAUNCH();
-  softmax_scores_kernel<<<grid, score_threads, shared, stream>>>(q, params.rows, int(heads), int(dim), params.scoring,
-                                                                 params.gate_threshold, params.workspace);
-  LOUISKV_CUDA_CHECK_LAUNCH();
+  if (params.q.dtype == DType::f32) {
+    launch_for_queries(params, params.q.as<const float>(), grid, shared, int(heads), int(dim), stream);
+  } else {
+    launch_for_queries(params, params.q.as<const __nv_bfloat16>(), grid, shared, int(heads), int(dim), stream);
+  }
 }
 
 }  // namespace louiskv::kernels

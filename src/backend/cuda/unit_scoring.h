@@ -23,7 +23,7 @@ constexpr int score_units_per_block = 128;
 int64_t score_units_workspace_bytes(int64_t rows, int64_t max_units);
 
 struct ScoreUnitsParams {
-  TensorView q;                      // bf16 [B, Hq, D] (device)
+  TensorView q;                      // [B, Hq, D] (device), bf16 or f32 (the activations)
   const UnitRow* rows = nullptr;     // device, [row_count]
   int64_t row_count = 0;
   int64_t max_units = 0;             // the most units of any row

@@ -7,13 +7,15 @@
 #include <cstdint>
 
 #include "backend/kv_ops.h"
+#include "common/dtype.h"
 
 namespace louiskv::kernels {
 
 struct UnitSummaryParams {
-  const UnitSummaryJob* jobs = nullptr;  // device, [job_count]; keys bf16 [length, head_dim]
+  const UnitSummaryJob* jobs = nullptr;  // device, [job_count]; keys [length, head_dim] in kv_dtype
   int64_t job_count = 0;
   int64_t head_dim = 0;
+  DType kv_dtype = DType::bf16;  // bf16 or f32
 };
 void launch_unit_summary(const UnitSummaryParams& params, cudaStream_t stream);
 

@@ -7,8 +7,8 @@
 
 namespace louiskv::kernels {
 
-// cache [Hkv, capacity, D] bf16 (device or mapped host memory) receives rows [T, Hkv, D] bf16
-// (device) at token positions [first_position, first_position + T).
+// cache [Hkv, capacity, D] (device or mapped host memory) receives rows [T, Hkv, D] (device) of
+// the same dtype, bf16 or f32, at token positions [first_position, first_position + T).
 struct WriteKvParams {
   TensorView cache;
   TensorView rows;
