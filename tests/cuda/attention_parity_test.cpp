@@ -475,7 +475,7 @@ TEST(CudaF32Parity, AttentionDecodeAcrossSplits) {
         // The legacy stream orders the launch with the harness's copies.
         kernels::DecodePlan device_plan = uploader.upload(gpu_spans, c.batch, c.kv_heads, c.query_heads, c.head_dim,
                                                           properties.multiProcessorCount, nullptr, chunk, DType::f32);
-        kernels::DecodeAttentionF32Params params;
+        kernels::DecodeAttentionParams params;
         params.out = gpu_out.view;
         params.q = gpu_q.view;
         params.lse = gpu_lse.view;

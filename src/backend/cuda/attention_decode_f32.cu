@@ -390,7 +390,7 @@ int decode_f32_blocks_per_multiprocessor(int64_t head_dim, int64_t query_heads_p
   return blocks;
 }
 
-void launch_attention_decode_f32(const DecodeAttentionF32Params& params, cudaStream_t stream) {
+void launch_attention_decode_f32(const DecodeAttentionParams& params, cudaStream_t stream) {
   const char* op = "attention_decode";
   require_on_device(params.out, op, "out");
   require_on_device(params.q, op, "q");

@@ -22,23 +22,9 @@ constexpr int decode_f32_max_heads = 8;
 // multiprocessor at once (a query of the device's occupancy calculator; no launch).
 int decode_f32_blocks_per_multiprocessor(int64_t head_dim, int64_t query_heads_per_kv_head);
 
-struct DecodeAttentionF32Params {
-  TensorView out;  // [B, Hq, D] f32 (device)
-  TensorView q;    // [B, Hq, D] f32 (device)
-  TensorView lse;  // f32 [B, Hq] (device), or empty when not wanted
-  float scale = 1.0f;
-  int kv_heads = 0;
-  // The plan of DecodePlanUploader::upload(..., DType::f32), in device memory: rows = B *
-  // kv_heads, whose spans' rows are [length, D] f32; see DecodeAttentionParams.
-  const DeviceSpan* spans = nullptr;
-  const int32_t* indptr = nullptr;
-  DecodeSplit split;
-  const int32_t* chunk_first_span = nullptr;
-  // decode_workspace_bytes(B * Hq, split.splits, D) bytes (device); only its partial results are
-  // used (the parts are always merged by a second kernel).
-  void* workspace = nullptr;
-  int64_t workspace_bytes = 0;
-};
-void launch_attention_decode_f32(const DecodeAttentionF32Params& params, cudaStream_t stream);
+// The same parameters as the bf16 kernel, with out and q f32 and the plan uploaded for f32 rows
+// (DecodePlanUploader::upload(..., DType::f32)); merge_in_kernel and overlap_previous_kernel are
+// ignored: the parts of a row are always merged by a second kernel.
+void launch_attention_decode_f32(const DecodeAttentionParams& params, cudaStream_t stream);
 
 }  // namespace louiskv::kernels

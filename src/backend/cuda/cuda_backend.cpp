@@ -288,33 +288,21 @@ class CudaBackend final : public Backend {
     kernels::DecodePlan plan = decode_plan_->upload(spans, batch, kv_heads, query_heads, head_dim,
                                                     multiprocessors_, current_, 0, kv_dtype());
     try {
+      kernels::DecodeAttentionParams params;
+      params.out = out;
+      params.q = q;
+      params.lse = lse ? *lse : TensorView{};
+      params.scale = scale;
+      params.kv_heads = int(kv_heads);
+      params.spans = plan.spans;
+      params.indptr = plan.indptr;
+      params.chunk_first_span = plan.chunk_first_span;
+      params.split = plan.split;
+      params.workspace = plan.workspace;
+      params.workspace_bytes = plan.workspace_bytes;
       if (activation_dtype_ == DType::f32) {
-        kernels::DecodeAttentionF32Params params;
-        params.out = out;
-        params.q = q;
-        params.lse = lse ? *lse : TensorView{};
-        params.scale = scale;
-        params.kv_heads = int(kv_heads);
-        params.spans = plan.spans;
-        params.indptr = plan.indptr;
-        params.chunk_first_span = plan.chunk_first_span;
-        params.split = plan.split;
-        params.workspace = plan.workspace;
-        params.workspace_bytes = plan.workspace_bytes;
         kernels::launch_attention_decode_f32(params, current_);
       } else {
-        kernels::DecodeAttentionParams params;
-        params.out = out;
-        params.q = q;
-        params.lse = lse ? *lse : TensorView{};
-        params.scale = scale;
-        params.kv_heads = int(kv_heads);
-        params.spans = plan.spans;
-        params.indptr = plan.indptr;
-        params.chunk_first_span = plan.chunk_first_span;
-        params.split = plan.split;
-        params.workspace = plan.workspace;
-        params.workspace_bytes = plan.workspace_bytes;
         kernels::launch_attention_decode(params, current_);
       }
     } catch (...) {
