@@ -306,9 +306,10 @@ void OffloadingPolicy::add_spans(const OffloadedLayer& layer_state, AttendedSpan
   for (int64_t head = 0; head < shape().kv_heads; ++head) {
     layer_state.sinks.add_span(spans, head, 0, layer_state.sinks.length());
     layer_state.window.add_spans(spans, head);
-    for (int32_t unit : layer_state.heads[size_t(head)].selected) {
-      layer_state.working_set.add_spans(spans, head, unit);
-    }
+    // The working set holds exactly the selected units, so its occupied slots are the selection.
+    const int64_t attended = layer_state.working_set.add_spans(spans, head);
+    LOUISKV_CHECK(attended == layer_state.heads[size_t(head)].selected_tokens,
+                  "the working set's occupied slots differ from the selection");
     spans.end_row();
   }
 }

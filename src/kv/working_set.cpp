@@ -49,9 +49,14 @@ std::span<const SlotRange> WorkingSet::place(int64_t head, int32_t unit, int64_t
                     std::to_string(length) + " tokens; the selection exceeds the budget");
   }
   if (slots.placement.size() <= size_t(unit)) slots.placement.resize(size_t(unit) + 1);
+  take_slots(slots, unit, length);
+  return slots.placement[unit];
+}
+
+void WorkingSet::take_slots(HeadSlots& slots, int32_t unit, int64_t length) {
   std::vector<SlotRange>& pieces = slots.placement[unit];
   // Best fit: the smallest free range that holds the whole unit, so that units stay in one piece
-  // (one span, one copy) and large ranges stay whole for large units.
+  // (one copy) and large ranges stay whole for large units.
   auto best = slots.free.end();
   for (auto it = slots.free.begin(); it != slots.free.end(); ++it) {
     if (it->length >= length && (best == slots.free.end() || it->length < best->length)) best = it;
@@ -78,7 +83,6 @@ std::span<const SlotRange> WorkingSet::place(int64_t head, int32_t unit, int64_t
   slots.resident_at.resize(slots.placement.size(), -1);
   slots.resident_at[size_t(unit)] = int32_t(slots.resident.size());
   slots.resident.push_back(unit);
-  return pieces;
 }
 
 void WorkingSet::free_range(HeadSlots& slots, SlotRange range) {
@@ -100,10 +104,7 @@ void WorkingSet::free_range(HeadSlots& slots, SlotRange range) {
   }
 }
 
-void WorkingSet::release(int64_t head, int32_t unit) {
-  if (!is_resident(head, unit)) return;
-  HeadSlots& slots = heads_[head];
-  for (const SlotRange& range : slots.placement[unit]) free_range(slots, range);
+void WorkingSet::forget_resident(HeadSlots& slots, int32_t unit) {
   slots.placement[unit].clear();
   // Swap with the last resident unit: the list is a set, its order carries nothing.
   const int32_t at = slots.resident_at[size_t(unit)];
@@ -114,26 +115,105 @@ void WorkingSet::release(int64_t head, int32_t unit) {
   slots.resident_at[size_t(unit)] = -1;
 }
 
+void WorkingSet::merge_freed(HeadSlots& slots) {
+  if (slots.freed.empty()) return;
+  std::sort(slots.freed.begin(), slots.freed.end(),
+            [](const SlotRange& a, const SlotRange& b) { return a.first < b.first; });
+  // Both lists are sorted and disjoint: one merge, joining ranges that touch.
+  std::vector<SlotRange>& merged = slots.merged;
+  merged.clear();
+  auto append = [&merged](const SlotRange& range) {
+    if (!merged.empty() && merged.back().first + merged.back().length == range.first) {
+      merged.back().length += range.length;
+    } else {
+      merged.push_back(range);
+    }
+  };
+  size_t i = 0, j = 0;
+  while (i < slots.free.size() || j < slots.freed.size()) {
+    const bool from_free =
+        j == slots.freed.size() || (i < slots.free.size() && slots.free[i].first < slots.freed[j].first);
+    append(from_free ? slots.free[i++] : slots.freed[j++]);
+  }
+  slots.free.swap(merged);  // the old list's storage is the next merge's
+  slots.freed.clear();
+}
+
+void WorkingSet::release(int64_t head, int32_t unit) {
+  if (!is_resident(head, unit)) return;
+  HeadSlots& slots = heads_[head];
+  for (const SlotRange& range : slots.placement[unit]) free_range(slots, range);
+  forget_resident(slots, unit);
+}
+
 void WorkingSet::plan_selection(int64_t head, std::span<const int32_t> selected,
                                 std::span<const Unit> units, LoadPlan& plan) {
-  // Heads plan in parallel (OffloadingPolicy), so the scratch is per call, not per object.
-  std::vector<uint8_t> wanted(units.size(), 0);
+  HeadSlots& slots = heads_[head];
+  if (slots.wanted.size() < units.size()) slots.wanted.resize(units.size(), 0);
+  if (++slots.stamp == 0) {  // the stamp wrapped: old marks could read as current
+    std::fill(slots.wanted.begin(), slots.wanted.end(), 0);
+    slots.stamp = 1;
+  }
+  const uint32_t stamp = slots.stamp;
   for (int32_t unit : selected) {
     LOUISKV_CHECK(unit >= 0 && size_t(unit) < units.size(), "selected unit out of range");
-    wanted[unit] = 1;
+    slots.wanted[size_t(unit)] = stamp;
   }
-  std::vector<int32_t> leaving;
-  for (int32_t unit : heads_[head].resident) {
-    if (!wanted[unit]) leaving.push_back(unit);
-  }
-  for (int32_t unit : leaving) release(head, unit);
+  // What is missing and how many slots it needs, before anything changes.
+  slots.missing.clear();
+  int64_t needed = 0, leaving = 0;
   for (int32_t unit : selected) {
     if (is_resident(head, unit)) continue;
+    LOUISKV_CHECK(units[unit].length > 0, "working set: placing an empty unit");
+    slots.missing.push_back(unit);
+  }
+  std::sort(slots.missing.begin(), slots.missing.end(),
+            [&units](int32_t a, int32_t b) { return units[a].host_first < units[b].host_first; });
+  slots.missing.erase(std::unique(slots.missing.begin(), slots.missing.end()), slots.missing.end());
+  for (int32_t unit : slots.missing) needed += units[unit].length;
+  for (int32_t unit : slots.resident) {
+    if (slots.wanted[size_t(unit)] != stamp) {
+      for (const SlotRange& range : slots.placement[unit]) leaving += range.length;
+    }
+  }
+  if (needed > free_slots(head) + leaving) {
+    throw_error(ErrorKind::internal,
+                "internal error (a bug in louiskv): working set of " + std::to_string(slots_) + " slots has " +
+                    std::to_string(free_slots(head) + leaving) + " free for a selection needing " +
+                    std::to_string(needed) + " more; the selection exceeds the budget");
+  }
+
+  for (size_t i = 0; i < slots.resident.size();) {
+    const int32_t unit = slots.resident[i];
+    if (slots.wanted[size_t(unit)] == stamp) {
+      ++i;
+    } else {
+      // Its slots join the free list in one merge below; the last resident unit moves to i.
+      slots.freed.insert(slots.freed.end(), slots.placement[unit].begin(), slots.placement[unit].end());
+      forget_resident(slots, unit);
+    }
+  }
+  merge_freed(slots);
+
+  // Place in pool order: once the leaving units are gone a selection that changed a lot faces one
+  // large free range, which best fit fills front to back, so neighbours in the pool land in
+  // neighbouring slots and move as one copy; a selection that changed a little fills the holes
+  // its leaving units left, whole.
+  if (slots.placement.size() < units.size()) slots.placement.resize(units.size());
+  for (int32_t unit : slots.missing) {
     const Unit& description = units[unit];
+    take_slots(slots, unit, description.length);
     int64_t offset = 0;
-    for (const SlotRange& range : place(head, unit, description.length)) {
-      plan.copies.push_back({head, description.host_first + offset, range.first, range.length});
-      offset += range.length;
+    for (const SlotRange& piece : slots.placement[unit]) {
+      const int64_t source = description.host_first + offset;
+      SlotCopy* last = plan.copies.empty() ? nullptr : &plan.copies.back();
+      if (last && last->head == head && last->source_first + last->length == source &&
+          last->slot_first + last->length == piece.first) {
+        last->length += piece.length;
+      } else {
+        plan.copies.push_back({head, source, piece.first, piece.length});
+      }
+      offset += piece.length;
     }
     ++plan.units;
     plan.tokens += description.length;
@@ -167,16 +247,22 @@ TensorView WorkingSet::values(int64_t head, int64_t first, int64_t count) const 
   return head_rows(values_view_, head, first, count);
 }
 
-void WorkingSet::add_spans(AttendedSpans& spans, int64_t head, int32_t unit) const {
-  // Called for every selected unit of every head on every step: plain pointer arithmetic over
-  // the placement (which place() keeps inside the head's slots) rather than checked views.
+int64_t WorkingSet::add_spans(AttendedSpans& spans, int64_t head) const {
+  // The occupied runs are the gaps between free ranges (sorted, never adjacent).
   const size_t row = keys_view_.nbytes() / size_t(std::max<int64_t>(kv_heads_ * slots_, 1));
-  const size_t head_base = size_t(head * slots_) * row;
-  for (const SlotRange& range : placement(head, unit)) {
-    const size_t offset = head_base + size_t(range.first) * row;
-    spans.add(static_cast<const char*>(keys_.data()) + offset, static_cast<const char*>(values_.data()) + offset,
-              int32_t(range.length));
+  const char* keys = static_cast<const char*>(keys_.data()) + size_t(head * slots_) * row;
+  const char* values = static_cast<const char*>(values_.data()) + size_t(head * slots_) * row;
+  int64_t next = 0, tokens = 0;
+  auto emit = [&](int64_t first, int64_t length) {
+    spans.add(keys + size_t(first) * row, values + size_t(first) * row, int32_t(length));
+    tokens += length;
+  };
+  for (const SlotRange& range : heads_[head].free) {
+    if (range.first > next) emit(next, range.first - next);
+    next = range.first + range.length;
   }
+  if (next < slots_) emit(next, slots_ - next);
+  return tokens;
 }
 
 }  // namespace louiskv

@@ -1,13 +1,16 @@
 // WorkingSet: the device-side slots of one layer of one sequence (DESIGN.md section 3). Each KV
 // head has `slots` token slots, K and V [kv_heads, slots, head_dim] on the device, and a residency
 // map from unit to the slot ranges it occupies. Units differ in length and leave in any order,
-// so a unit may be split over several free ranges rather than wait for a contiguous one (each
-// range becomes one attended span; attention does not care about the order of keys).
+// so a unit may be split over several free ranges rather than wait for a contiguous one.
 //
 // A new selection is a delta load, planned then run (plan/run as in FlashInfer): units that left
 // the selection free their slots, and only units that are not resident are copied from the host
 // pool. The plan is a list of contiguous copies, which gather_kv runs in one launch (on the GPU,
 // one kernel reading the pinned pool in place), batched over every sequence of a step.
+//
+// Attention reads the occupied slots, not the units (it does not care about the order of keys):
+// one span per maximal run of occupied slots, so a working set filled in one delta load is a few
+// spans per head however many units it holds.
 #pragma once
 
 #include <cstdint>
@@ -63,8 +66,10 @@ class WorkingSet {
   void release(int64_t head, int32_t unit);
 
   // Makes the resident units of `head` exactly `selected`: releases the others and places the
-  // missing ones, adding their copies to `plan`. `units` is the head's unit table. Different
-  // heads may be planned at the same time from several threads.
+  // missing ones in pool order as place() does, adding their copies to `plan`; units that follow
+  // each other in the pool and in the slots share one copy. `units` is the head's unit table.
+  // Different heads may be planned at the same time from several threads. A selection that does
+  // not fit throws and changes nothing.
   void plan_selection(int64_t head, std::span<const int32_t> selected,
                       std::span<const Unit> units, LoadPlan& plan);
   // The copies of `plan` from `pool`, as gather_kv runs them, appended to `copies`; returns the
@@ -76,8 +81,9 @@ class WorkingSet {
   // [count, head_dim] device views of slots [first, first + count) of one head.
   TensorView keys(int64_t head, int64_t first, int64_t count) const;
   TensorView values(int64_t head, int64_t first, int64_t count) const;
-  // One span per slot range of a resident unit.
-  void add_spans(AttendedSpans& spans, int64_t head, int32_t unit) const;
+  // One span per maximal run of occupied slots of `head` (every resident unit, in slot order);
+  // returns the tokens they cover.
+  int64_t add_spans(AttendedSpans& spans, int64_t head) const;
 
   size_t bytes() const { return keys_.bytes() + values_.bytes(); }
 
@@ -87,8 +93,21 @@ class WorkingSet {
     std::vector<std::vector<SlotRange>> placement;  // by unit id; empty = not resident
     std::vector<int32_t> resident;                  // in no particular order
     std::vector<int32_t> resident_at;               // by unit id: its index in `resident`, or -1
+    // plan_selection's scratch, kept so that a step allocates nothing: `wanted[unit] == stamp`
+    // marks the units of the current call.
+    std::vector<uint32_t> wanted;
+    uint32_t stamp = 0;
+    std::vector<SlotRange> freed, merged;
+    std::vector<int32_t> missing;
   };
   void free_range(HeadSlots& slots, SlotRange range);
+  // Gives a unit that is not resident `length` free slots (there are enough): best fit, else
+  // split from the lowest slot; records it as resident.
+  void take_slots(HeadSlots& slots, int32_t unit, int64_t length);
+  // Drops a unit from the residency map (its slots must already be accounted for).
+  void forget_resident(HeadSlots& slots, int32_t unit);
+  // Merges `slots.freed` into the free list, which stays sorted and never adjacent.
+  void merge_freed(HeadSlots& slots);
 
   Buffer keys_, values_;
   TensorView keys_view_, values_view_;

@@ -3,6 +3,7 @@
 // crossed host -> device.
 #include "kv/working_set.h"
 
+#include <algorithm>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -146,21 +147,119 @@ TEST(WorkingSet, UnitsSplitOverFreedRangesAndStayCorrect) {
   }
 }
 
-TEST(WorkingSet, SpansCoverEachUnitOnce) {
+TEST(WorkingSet, SpansAreTheOccupiedRunsOfSlots) {
   testing::TransferCountingBackend backend;
   std::vector<Unit> units = lay_units({3, 3, 3});
   HostPool pool(backend, kv_heads, 9, head_dim);
   fill_pool(pool, 9);
-  WorkingSet set(backend, kv_heads, 6, head_dim);
+  WorkingSet set(backend, kv_heads, 7, head_dim);
   LoadPlan plan;
   set.plan_selection(0, std::vector<int32_t>{0, 1}, units, plan);
   set.plan_selection(0, std::vector<int32_t>{1, 2}, units, plan);  // 2 takes the slots of 0
   set.execute(backend, plan, pool);
   AttendedSpans spans;
-  set.add_spans(spans, 0, 2);
+  // Slots 0-2 hold unit 2 and 3-5 unit 1: one run of 6, slot 6 free.
+  EXPECT_EQ(set.add_spans(spans, 0), 6);
   spans.end_row();
-  ASSERT_EQ(spans.tokens_in_row(0), 3);
-  EXPECT_EQ(static_cast<const float*>(spans.spans[0].keys)[0], 6.0f);  // row 6 of head 0
+  ASSERT_EQ(spans.spans.size(), 1u);
+  EXPECT_EQ(spans.spans[0].length, 6);
+  EXPECT_EQ(static_cast<const float*>(spans.spans[0].keys)[0], 6.0f);  // row 6 of head 0: unit 2
+  EXPECT_EQ(static_cast<const float*>(spans.spans[0].values)[3 * head_dim], -3.0f);  // then unit 1
+  // Unit 2 leaves: slots 3-5 remain, one span that starts at slot 3.
+  plan.clear();
+  set.plan_selection(0, std::vector<int32_t>{1}, units, plan);
+  spans.clear();
+  EXPECT_EQ(set.add_spans(spans, 0), 3);
+  ASSERT_EQ(spans.spans.size(), 1u);
+  EXPECT_EQ(static_cast<const float*>(spans.spans[0].keys)[0], 3.0f);
+}
+
+// Random selections against a shadow of which pool rows should be attended: the spans cover
+// exactly the resident units' rows, once each, as at most one span per occupied run.
+TEST(WorkingSet, SpansCoverEveryResidentRowOnce) {
+  testing::TransferCountingBackend backend;
+  std::mt19937 generator(11);
+  std::uniform_int_distribution<int64_t> length(1, 9);
+  std::vector<int64_t> lengths;
+  for (int u = 0; u < 60; ++u) lengths.push_back(length(generator));
+  std::vector<Unit> units = lay_units(lengths);
+  const int64_t tokens = std::accumulate(lengths.begin(), lengths.end(), int64_t(0));
+  HostPool pool(backend, kv_heads, tokens, head_dim);
+  fill_pool(pool, tokens);
+  const int64_t slots = 50;
+  WorkingSet set(backend, kv_heads, slots, head_dim);
+  for (int round = 0; round < 100; ++round) {
+    std::vector<int32_t> order(units.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), generator);
+    std::vector<int32_t> selected;
+    int64_t used = 0;
+    for (int32_t unit : order) {
+      if (used + lengths[unit] <= slots - int64_t(generator() % 8)) {
+        selected.push_back(unit);
+        used += lengths[unit];
+      }
+    }
+    LoadPlan plan;
+    for (int64_t head = 0; head < kv_heads; ++head) set.plan_selection(head, selected, units, plan);
+    set.execute(backend, plan, pool);
+    for (int64_t head = 0; head < kv_heads; ++head) {
+      std::vector<int64_t> expected_rows, attended_rows;
+      for (int32_t unit : selected) {
+        for (int64_t t = 0; t < lengths[unit]; ++t) expected_rows.push_back(units[unit].host_first + t);
+      }
+      AttendedSpans spans;
+      ASSERT_EQ(set.add_spans(spans, head), used);
+      EXPECT_LE(int64_t(spans.spans.size()), int64_t(selected.size()));
+      for (const AttendSpan& span : spans.spans) {
+        const auto* keys = static_cast<const float*>(span.keys);
+        for (int32_t t = 0; t < span.length; ++t) {
+          attended_rows.push_back(int64_t(keys[t * head_dim]) - 1000 * head);
+          ASSERT_EQ(static_cast<const float*>(span.values)[t * head_dim], -keys[t * head_dim]);
+        }
+      }
+      std::sort(expected_rows.begin(), expected_rows.end());
+      std::sort(attended_rows.begin(), attended_rows.end());
+      ASSERT_EQ(attended_rows, expected_rows) << "round " << round << " head " << head;
+    }
+  }
+}
+
+TEST(WorkingSet, NeighbouringUnitsMoveAsOneCopy) {
+  testing::TransferCountingBackend backend;
+  std::vector<Unit> units = lay_units({4, 2, 5, 3, 6});
+  HostPool pool(backend, kv_heads, 20, head_dim);
+  fill_pool(pool, 20);
+  WorkingSet set(backend, kv_heads, 16, head_dim);
+  LoadPlan plan;
+  // Units 2, 1 and 3 follow each other in the pool (rows 4-13): one copy per head, whatever the
+  // order of the selection.
+  for (int64_t head = 0; head < kv_heads; ++head) {
+    set.plan_selection(head, std::vector<int32_t>{3, 1, 2}, units, plan);
+  }
+  ASSERT_EQ(plan.copies.size(), size_t(kv_heads));
+  EXPECT_EQ(plan.copies[0].source_first, 4);
+  EXPECT_EQ(plan.copies[0].length, 10);
+  EXPECT_EQ(plan.units, 3 * kv_heads);
+  set.execute(backend, plan, pool);
+  expect_slots_hold_units(set, pool, units);
+}
+
+TEST(WorkingSet, ASelectionThatDoesNotFitThrowsAndChangesNothing) {
+  testing::TransferCountingBackend backend;
+  std::vector<Unit> units = lay_units({4, 4, 4});
+  HostPool pool(backend, kv_heads, 12, head_dim);
+  fill_pool(pool, 12);
+  WorkingSet set(backend, kv_heads, 8, head_dim);
+  LoadPlan plan;
+  set.plan_selection(0, std::vector<int32_t>{0, 1}, units, plan);
+  LoadPlan too_much;
+  EXPECT_THROW(set.plan_selection(0, std::vector<int32_t>{0, 1, 2}, units, too_much), Error);
+  EXPECT_TRUE(too_much.copies.empty());
+  EXPECT_TRUE(set.is_resident(0, 0));
+  EXPECT_TRUE(set.is_resident(0, 1));
+  EXPECT_FALSE(set.is_resident(0, 2));
+  EXPECT_EQ(set.free_slots(0), 0);
 }
 
 TEST(HostPool, ReorderLaysRowsAndValuesOutTogether) {
