@@ -376,18 +376,25 @@ void OffloadingPolicy::select_layer(std::span<Sequence* const> sequences, int la
     fired_[size_t(b)] = true;
     ++reselected;
   }
-  // Each (sequence, KV head) row plans its own slots, so the rows are planned in parallel: with
-  // a batch of sequences re-selecting together, this is the host's largest share of the step.
+  // Each (sequence, KV head) row plans its own slots and copies, so the rows are planned in
+  // parallel: with a batch of sequences re-selecting together, this is the host's largest share
+  // of the step.
   auto plan_start = PolicyClock::now();
   const int64_t rows = batch * kv_heads;
   plans_.resize(size_t(rows));
+  row_copies_.resize(size_t(rows));
+  row_bytes_moved_.assign(size_t(rows), 0);
   std::exception_ptr failure;
 #pragma omp parallel for schedule(dynamic, 1) if (reselected * kv_heads > 1)
   for (int64_t r = 0; r < rows; ++r) {
     plans_[size_t(r)].clear();
+    row_copies_[size_t(r)].clear();
     if (!fired_[size_t(r / kv_heads)]) continue;
     try {
-      plan_head(*layers_[size_t(r / kv_heads)], r % kv_heads, plans_[size_t(r)]);
+      OffloadedLayer& layer_state = *layers_[size_t(r / kv_heads)];
+      plan_head(layer_state, r % kv_heads, plans_[size_t(r)]);
+      row_bytes_moved_[size_t(r)] =
+          layer_state.working_set.add_copies(plans_[size_t(r)], layer_state.pool, row_copies_[size_t(r)]);
     } catch (...) {
 #pragma omp critical
       if (!failure) failure = std::current_exception();
@@ -396,16 +403,16 @@ void OffloadingPolicy::select_layer(std::span<Sequence* const> sequences, int la
   if (failure) std::rethrow_exception(failure);
   for (int64_t b = 0; b < batch; ++b) {
     if (!fired_[size_t(b)]) continue;
-    OffloadedLayer& layer_state = *layers_[size_t(b)];
     KvStats& stats = sequences[size_t(b)]->stats;
     ++stats.selections;
     for (int64_t head = 0; head < kv_heads; ++head) {
-      const LoadPlan& plan = plans_[size_t(b * kv_heads + head)];
-      stats.h2d_bytes += layer_state.working_set.add_copies(plan, layer_state.pool, copies_);
-      stats.units_loaded += plan.units;
-      stats.tokens_loaded += plan.tokens;
+      const size_t r = size_t(b * kv_heads + head);
+      copies_.insert(copies_.end(), row_copies_[r].begin(), row_copies_[r].end());
+      stats.h2d_bytes += row_bytes_moved_[r];
+      stats.units_loaded += plans_[r].units;
+      stats.tokens_loaded += plans_[r].tokens;
     }
-    layer_state.has_selection = true;
+    layers_[size_t(b)]->has_selection = true;
   }
   const double select_ms = milliseconds_since(plan_start);
   auto transfer_start = PolicyClock::now();

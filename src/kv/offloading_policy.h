@@ -131,7 +131,9 @@ class OffloadingPolicy : public PolicyBase {
   std::vector<UnitSummaryJob> jobs_;
   std::vector<void*> previous_;
   std::vector<bool> fired_;
-  std::vector<LoadPlan> plans_;
+  std::vector<LoadPlan> plans_;                    // by (sequence, KV head) row of a step
+  std::vector<std::vector<KvCopy>> row_copies_;     // the same rows' copies, for one gather
+  std::vector<int64_t> row_bytes_moved_;
   Buffer similarity_;  // f32 [batch], host memory the trigger's cosine is written to
 };
 
