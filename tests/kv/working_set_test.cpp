@@ -70,6 +70,32 @@ void expect_slots_hold_units(const WorkingSet& set, const HostPool& pool,
   }
 }
 
+// A random selection of units, in random order, whose lengths add up to at most `room`.
+struct Selection {
+  std::vector<int32_t> units;
+  int64_t tokens = 0;
+};
+Selection random_selection(std::mt19937& generator, const std::vector<int64_t>& lengths, int64_t room) {
+  std::vector<int32_t> order(lengths.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), generator);
+  Selection selection;
+  for (int32_t unit : order) {
+    if (selection.tokens + lengths[unit] <= room) {
+      selection.units.push_back(unit);
+      selection.tokens += lengths[unit];
+    }
+  }
+  return selection;
+}
+
+std::vector<int64_t> random_lengths(std::mt19937& generator, int count, int64_t longest) {
+  std::uniform_int_distribution<int64_t> length(1, longest);
+  std::vector<int64_t> lengths;
+  for (int u = 0; u < count; ++u) lengths.push_back(length(generator));
+  return lengths;
+}
+
 TEST(WorkingSet, DeltaLoadMovesOnlyUnitsThatAreNotResident) {
   TransferCountingBackend backend;
   HostPool pool(backend, kv_heads, 64, head_dim);
@@ -114,9 +140,7 @@ TEST(WorkingSet, DeltaLoadMovesOnlyUnitsThatAreNotResident) {
 TEST(WorkingSet, UnitsSplitOverFreedRangesAndStayCorrect) {
   testing::TransferCountingBackend backend;
   std::mt19937 generator(5);
-  std::vector<int64_t> lengths;
-  std::uniform_int_distribution<int64_t> length(1, 12);
-  for (int u = 0; u < 40; ++u) lengths.push_back(length(generator));
+  const std::vector<int64_t> lengths = random_lengths(generator, 40, 12);
   std::vector<Unit> units = lay_units(lengths);
   HostPool pool(backend, kv_heads, std::accumulate(lengths.begin(), lengths.end(), int64_t(0)),
                 head_dim);
@@ -124,18 +148,7 @@ TEST(WorkingSet, UnitsSplitOverFreedRangesAndStayCorrect) {
   const int64_t slots = 37;
   WorkingSet set(backend, kv_heads, slots, head_dim);
   for (int round = 0; round < 200; ++round) {
-    // A random selection that fits the slots.
-    std::vector<int32_t> order(units.size());
-    std::iota(order.begin(), order.end(), 0);
-    std::shuffle(order.begin(), order.end(), generator);
-    std::vector<int32_t> selected;
-    int64_t used = 0;
-    for (int32_t unit : order) {
-      if (used + lengths[unit] <= slots) {
-        selected.push_back(unit);
-        used += lengths[unit];
-      }
-    }
+    const auto [selected, used] = random_selection(generator, lengths, slots);
     LoadPlan plan;
     for (int64_t head = 0; head < kv_heads; ++head) {
       set.plan_selection(head, selected, units, plan);
@@ -179,9 +192,7 @@ TEST(WorkingSet, SpansAreTheOccupiedRunsOfSlots) {
 TEST(WorkingSet, SpansCoverEveryResidentRowOnce) {
   testing::TransferCountingBackend backend;
   std::mt19937 generator(11);
-  std::uniform_int_distribution<int64_t> length(1, 9);
-  std::vector<int64_t> lengths;
-  for (int u = 0; u < 60; ++u) lengths.push_back(length(generator));
+  const std::vector<int64_t> lengths = random_lengths(generator, 60, 9);
   std::vector<Unit> units = lay_units(lengths);
   const int64_t tokens = std::accumulate(lengths.begin(), lengths.end(), int64_t(0));
   HostPool pool(backend, kv_heads, tokens, head_dim);
@@ -189,17 +200,8 @@ TEST(WorkingSet, SpansCoverEveryResidentRowOnce) {
   const int64_t slots = 50;
   WorkingSet set(backend, kv_heads, slots, head_dim);
   for (int round = 0; round < 100; ++round) {
-    std::vector<int32_t> order(units.size());
-    std::iota(order.begin(), order.end(), 0);
-    std::shuffle(order.begin(), order.end(), generator);
-    std::vector<int32_t> selected;
-    int64_t used = 0;
-    for (int32_t unit : order) {
-      if (used + lengths[unit] <= slots - int64_t(generator() % 8)) {
-        selected.push_back(unit);
-        used += lengths[unit];
-      }
-    }
+    // Some rounds leave slots free, so that the occupied slots are several runs.
+    const auto [selected, used] = random_selection(generator, lengths, slots - int64_t(generator() % 8));
     LoadPlan plan;
     for (int64_t head = 0; head < kv_heads; ++head) set.plan_selection(head, selected, units, plan);
     set.execute(backend, plan, pool);

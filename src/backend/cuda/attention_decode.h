@@ -84,4 +84,16 @@ struct DecodeAttentionParams {
 };
 void launch_attention_decode(const DecodeAttentionParams& params, cudaStream_t stream);
 
+// What a launch derives from its parameters once they are checked (both precisions' kernels).
+struct DecodeAttentionShape {
+  int64_t batch = 0, query_heads = 0, head_dim = 0;
+  int64_t rows = 0;        // batch x KV heads
+  int64_t query_rows = 0;  // batch x query heads
+  int64_t group = 0;       // query heads per KV head
+};
+// Checks the parameters of a decode attention launch whose q and out are `activation` (bf16 or
+// f32): devices, dtypes, shapes, head dim, lse, alignment, split, workspace and, for a batch
+// above 0, the plan's pointers. Throws an Error naming the field.
+DecodeAttentionShape check_decode_attention_params(const DecodeAttentionParams& params, DType activation);
+
 }  // namespace louiskv::kernels

@@ -391,46 +391,16 @@ int decode_f32_blocks_per_multiprocessor(int64_t head_dim, int64_t query_heads_p
 }
 
 void launch_attention_decode_f32(const DecodeAttentionParams& params, cudaStream_t stream) {
-  const char* op = "attention_decode";
-  require_on_device(params.out, op, "out");
-  require_on_device(params.q, op, "q");
-  require_rank(params.q, 3, op, "q");
-  require_dtype(params.q, DType::f32, op, "q");
-  require_dtype(params.out, DType::f32, op, "out");
-  const int64_t batch = params.q.dim(0);
-  const int64_t query_heads = params.q.dim(1);
-  const int64_t head_dim = params.q.dim(2);
-  LOUISKV_REQUIRE(params.out.numel() == params.q.numel(), op,
-                  "out (" + params.out.describe() + ") must have q's element count (" + params.q.describe() + ")");
-  LOUISKV_REQUIRE(head_dim == 64 || head_dim == 128, op,
-                  "head dim " + std::to_string(head_dim) + " is not supported (64 or 128)");
-  LOUISKV_REQUIRE(params.kv_heads > 0 && query_heads % params.kv_heads == 0, op,
-                  "query heads (" + std::to_string(query_heads) + ") must be a multiple of KV heads (" +
-                      std::to_string(params.kv_heads) + ")");
-  if (!params.lse.empty()) {
-    require_on_device(params.lse, op, "lse");
-    require_dtype(params.lse, DType::f32, op, "lse");
-    LOUISKV_REQUIRE(params.lse.numel() == batch * query_heads, op,
-                    "lse (" + params.lse.describe() + ") must hold batch x query heads values");
-  }
-  LOUISKV_REQUIRE(params.split.splits >= 1 && params.split.chunk_tokens > 0 &&
-                      params.split.chunk_tokens % decode_chunk_granule == 0,
-                  op, "invalid split of the rows into chunks (a bug in the caller's plan)");
-  const int64_t rows = batch * params.kv_heads;
-  const int64_t query_rows = batch * query_heads;
-  const int64_t group = query_heads / params.kv_heads;
+  const DecodeAttentionShape shape = check_decode_attention_params(params, DType::f32);
+  const int64_t batch = shape.batch, query_heads = shape.query_heads, head_dim = shape.head_dim;
+  const int64_t rows = shape.rows, query_rows = shape.query_rows, group = shape.group;
   const int heads = heads_for_group(group);
   const int64_t head_blocks = (group + heads - 1) / heads;
   const int64_t parts = decode_parts(params.split.splits);
   const int64_t items = rows * head_blocks * parts;
-  LOUISKV_REQUIRE(items < (int64_t(1) << 31), op, "too many work items (rows x head blocks x parts) for one launch");
-  LOUISKV_REQUIRE(query_rows < (int64_t(1) << 31), op, "too many query rows for one launch");
-  LOUISKV_REQUIRE(params.workspace != nullptr &&
-                      params.workspace_bytes >= decode_workspace_bytes(query_rows, params.split.splits, head_dim),
-                  op, "workspace too small for this batch and split");
+  LOUISKV_REQUIRE(items < (int64_t(1) << 31), "attention_decode",
+                  "too many work items (rows x head blocks x parts) for one launch");
   if (batch == 0) return;
-  LOUISKV_REQUIRE(params.spans != nullptr && params.indptr != nullptr && params.chunk_first_span != nullptr, op,
-                  "the span plan is missing");
 
   KernelArguments args{};
   args.q = params.q.as<const float>();
