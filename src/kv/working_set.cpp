@@ -29,13 +29,19 @@ int64_t WorkingSet::free_slots(int64_t head) const {
 }
 
 bool WorkingSet::is_resident(int64_t head, int32_t unit) const {
-  const auto& placement = heads_[head].placement;
-  return unit >= 0 && size_t(unit) < placement.size() && !placement[unit].empty();
+  const auto& resident_at = heads_[head].resident_at;
+  return unit >= 0 && size_t(unit) < resident_at.size() && resident_at[size_t(unit)] >= 0;
 }
 
 std::span<const SlotRange> WorkingSet::placement(int64_t head, int32_t unit) const {
   if (!is_resident(head, unit)) return {};
-  return heads_[head].placement[unit];
+  return heads_[head].ranges(unit);
+}
+
+void WorkingSet::grow_map(HeadSlots& slots, size_t units) {
+  if (slots.placement.size() >= units) return;
+  slots.placement.resize(units);
+  slots.resident_at.resize(units, -1);
 }
 
 std::span<const SlotRange> WorkingSet::place(int64_t head, int32_t unit, int64_t length) {
@@ -48,13 +54,13 @@ std::span<const SlotRange> WorkingSet::place(int64_t head, int32_t unit, int64_t
                     " slots has " + std::to_string(free_slots(head)) + " free for a unit of " +
                     std::to_string(length) + " tokens; the selection exceeds the budget");
   }
-  if (slots.placement.size() <= size_t(unit)) slots.placement.resize(size_t(unit) + 1);
+  grow_map(slots, size_t(unit) + 1);
   take_slots(slots, unit, length);
-  return slots.placement[unit];
+  return slots.ranges(unit);
 }
 
 void WorkingSet::take_slots(HeadSlots& slots, int32_t unit, int64_t length) {
-  std::vector<SlotRange>& pieces = slots.placement[unit];
+  SlotRange& where = slots.placement[size_t(unit)];
   // Best fit: the smallest free range that holds the whole unit, so that units stay in one piece
   // (one copy) and large ranges stay whole for large units.
   auto best = slots.free.end();
@@ -62,13 +68,15 @@ void WorkingSet::take_slots(HeadSlots& slots, int32_t unit, int64_t length) {
     if (it->length >= length && (best == slots.free.end() || it->length < best->length)) best = it;
   }
   if (best != slots.free.end()) {
-    pieces.push_back({best->first, length});
+    where = {best->first, length};
     best->first += length;
     best->length -= length;
     if (best->length == 0) slots.free.erase(best);
   } else {
     // No range is large enough: the unit takes whole free ranges from the lowest slot until the
     // last piece.
+    where = {0, -1};
+    std::vector<SlotRange>& pieces = slots.split[unit];
     int64_t left = length;
     while (left > 0) {
       SlotRange& range = slots.free.front();
@@ -80,7 +88,6 @@ void WorkingSet::take_slots(HeadSlots& slots, int32_t unit, int64_t length) {
       if (range.length == 0) slots.free.erase(slots.free.begin());
     }
   }
-  slots.resident_at.resize(slots.placement.size(), -1);
   slots.resident_at[size_t(unit)] = int32_t(slots.resident.size());
   slots.resident.push_back(unit);
 }
@@ -105,7 +112,8 @@ void WorkingSet::free_range(HeadSlots& slots, SlotRange range) {
 }
 
 void WorkingSet::forget_resident(HeadSlots& slots, int32_t unit) {
-  slots.placement[unit].clear();
+  if (slots.placement[size_t(unit)].length < 0) slots.split.erase(unit);
+  slots.placement[size_t(unit)] = {};
   // Swap with the last resident unit: the list is a set, its order carries nothing.
   const int32_t at = slots.resident_at[size_t(unit)];
   const int32_t last = slots.resident.back();
@@ -142,7 +150,7 @@ void WorkingSet::merge_freed(HeadSlots& slots) {
 void WorkingSet::release(int64_t head, int32_t unit) {
   if (!is_resident(head, unit)) return;
   HeadSlots& slots = heads_[head];
-  for (const SlotRange& range : slots.placement[unit]) free_range(slots, range);
+  for (const SlotRange& range : slots.ranges(unit)) free_range(slots, range);
   forget_resident(slots, unit);
 }
 
@@ -161,26 +169,25 @@ void WorkingSet::plan_selection(int64_t head, std::span<const int32_t> selected,
   }
   // What is missing and how many slots it needs, before anything changes.
   slots.missing.clear();
-  int64_t needed = 0, leaving = 0;
+  int64_t needed = 0, kept = 0;
   for (int32_t unit : selected) {
-    if (is_resident(head, unit)) continue;
-    LOUISKV_CHECK(units[unit].length > 0, "working set: placing an empty unit");
+    const int64_t length = units[unit].length;
+    if (is_resident(head, unit)) {
+      kept += length;
+      continue;
+    }
+    LOUISKV_CHECK(length > 0, "working set: placing an empty unit");
     slots.missing.push_back(unit);
   }
-  std::sort(slots.missing.begin(), slots.missing.end(),
-            [&units](int32_t a, int32_t b) { return units[a].host_first < units[b].host_first; });
+  // Units are numbered in pool order (HostPool), so sorting the ids sorts by pool row.
+  std::sort(slots.missing.begin(), slots.missing.end());
   slots.missing.erase(std::unique(slots.missing.begin(), slots.missing.end()), slots.missing.end());
   for (int32_t unit : slots.missing) needed += units[unit].length;
-  for (int32_t unit : slots.resident) {
-    if (slots.wanted[size_t(unit)] != stamp) {
-      for (const SlotRange& range : slots.placement[unit]) leaving += range.length;
-    }
-  }
-  if (needed > free_slots(head) + leaving) {
+  if (kept + needed > slots_) {
     throw_error(ErrorKind::internal,
                 "internal error (a bug in louiskv): working set of " + std::to_string(slots_) + " slots has " +
-                    std::to_string(free_slots(head) + leaving) + " free for a selection needing " +
-                    std::to_string(needed) + " more; the selection exceeds the budget");
+                    std::to_string(slots_ - kept) + " free for a selection needing " + std::to_string(needed) +
+                    " more; the selection exceeds the budget");
   }
 
   for (size_t i = 0; i < slots.resident.size();) {
@@ -189,7 +196,8 @@ void WorkingSet::plan_selection(int64_t head, std::span<const int32_t> selected,
       ++i;
     } else {
       // Its slots join the free list in one merge below; the last resident unit moves to i.
-      slots.freed.insert(slots.freed.end(), slots.placement[unit].begin(), slots.placement[unit].end());
+      const auto ranges = slots.ranges(unit);
+      slots.freed.insert(slots.freed.end(), ranges.begin(), ranges.end());
       forget_resident(slots, unit);
     }
   }
@@ -199,12 +207,12 @@ void WorkingSet::plan_selection(int64_t head, std::span<const int32_t> selected,
   // large free range, which best fit fills front to back, so neighbours in the pool land in
   // neighbouring slots and move as one copy; a selection that changed a little fills the holes
   // its leaving units left, whole.
-  if (slots.placement.size() < units.size()) slots.placement.resize(units.size());
+  grow_map(slots, units.size());
   for (int32_t unit : slots.missing) {
     const Unit& description = units[unit];
     take_slots(slots, unit, description.length);
     int64_t offset = 0;
-    for (const SlotRange& piece : slots.placement[unit]) {
+    for (const SlotRange& piece : slots.ranges(unit)) {
       const int64_t source = description.host_first + offset;
       SlotCopy* last = plan.copies.empty() ? nullptr : &plan.copies.back();
       if (last && last->head == head && last->source_first + last->length == source &&

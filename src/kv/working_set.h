@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <span>
 #include <vector>
 
@@ -89,10 +90,21 @@ class WorkingSet {
 
  private:
   struct HeadSlots {
-    std::vector<SlotRange> free;                   // sorted by first, never adjacent
-    std::vector<std::vector<SlotRange>> placement;  // by unit id; empty = not resident
-    std::vector<int32_t> resident;                  // in no particular order
-    std::vector<int32_t> resident_at;               // by unit id: its index in `resident`, or -1
+    // Where a unit sits: one range inline, 16 bytes by unit id, so that planning a step touches
+    // one small flat entry per unit (a vector per unit cost a cache miss or two each, with every
+    // layer's units in play); the rare unit split over several free ranges keeps its pieces in
+    // `split` and length -1 inline.
+    std::span<const SlotRange> ranges(int32_t unit) const {
+      const SlotRange& inline_range = placement[size_t(unit)];
+      if (inline_range.length > 0) return {&inline_range, 1};
+      if (inline_range.length == 0) return {};
+      return split.at(unit);
+    }
+    std::vector<SlotRange> free;       // sorted by first, never adjacent
+    std::vector<SlotRange> placement;  // by unit id; length 0: not resident, -1: split
+    std::map<int32_t, std::vector<SlotRange>> split;
+    std::vector<int32_t> resident;     // in no particular order
+    std::vector<int32_t> resident_at;  // by unit id: its index in `resident`, or -1 (same size as placement)
     // plan_selection's scratch, kept so that a step allocates nothing: `wanted[unit] == stamp`
     // marks the units of the current call.
     std::vector<uint32_t> wanted;
@@ -104,6 +116,8 @@ class WorkingSet {
   // Gives a unit that is not resident `length` free slots (there are enough): best fit, else
   // split from the lowest slot; records it as resident.
   void take_slots(HeadSlots& slots, int32_t unit, int64_t length);
+  // Room in the residency map for units [0, units).
+  void grow_map(HeadSlots& slots, size_t units);
   // Drops a unit from the residency map (its slots must already be accounted for).
   void forget_resident(HeadSlots& slots, int32_t unit);
   // Merges `slots.freed` into the free list, which stays sorted and never adjacent.
