@@ -2,6 +2,10 @@
 // the KV of its sequences (host pool, working set, units) and decides, per layer and step, what
 // each KV head's queries attend to. Calls are made per layer; decode calls are batched over the
 // sequences of a step. The heavy steps (scoring, k-means, gathers) are Backend ops.
+//
+// DESIGN.md's hooks, here: on_prefill is prefill_append (per chunk) + prefill_done (units built,
+// KV offloaded), with prefill_view for prefill attention; select is select; on_append is
+// decode_append.
 #pragma once
 
 #include <cstdint>
