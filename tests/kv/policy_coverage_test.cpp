@@ -199,6 +199,32 @@ TEST_P(OffloadingPolicy, AlwaysAttendsSinksAndWindow) {
   }
 }
 
+// The first selection fills an empty working set front to back, so however many units it holds
+// a row attends at most four spans: the sinks, the window (two where its ring wraps) and one run
+// of working-set slots.
+TEST_P(OffloadingPolicy, AttendsAFirstSelectionAsAFewSpans) {
+  const Case& c = GetParam();
+  KvShape shape{2, c.heads, c.kv_heads, 8};
+  KvConfig config = small_config(c);
+  config.dense_layers = {};
+  config.window_tokens = 10;
+  config.budget = 80;
+  testing::TransferCountingBackend backend;
+  auto policy = make_kv_policy(config, shape, backend);
+  PolicyDriver driver(*policy, shape, 9);
+  std::vector<SequenceId> batch{2};
+  driver.add(2, 300);
+  driver.prefill(2, 200, 64);
+  driver.step(batch, [&](int layer, const AttendedSpans& spans) {
+    for (int64_t head = 0; head < shape.kv_heads; ++head) {
+      const int row = int(head);
+      // Units hold about 4 tokens: well over four units' worth is attended.
+      EXPECT_GT(driver.attended_positions(2, layer, head, spans, row).size(), 60u);
+      EXPECT_LE(spans.indptr[row + 1] - spans.indptr[row], 4) << "layer " << layer << " head " << head;
+    }
+  });
+}
+
 INSTANTIATE_TEST_SUITE_P(Policies, OffloadingPolicy,
                          ::testing::Values(Case{"arkvale", 8, 2}, Case{"clusterkv", 4, 4},
                                            Case{"louiskv", 8, 2}, Case{"louiskv", 4, 4, 0.0}),
