@@ -163,10 +163,21 @@ void WorkingSet::plan_selection(int64_t head, std::span<const int32_t> selected,
     slots.stamp = 1;
   }
   const uint32_t stamp = slots.stamp;
+  grow_map(slots, units.size());
+  // Unit ids are scattered over tables larger than the caches once every layer's are in play:
+  // asking for all of their entries up front lets the misses overlap instead of queueing one
+  // behind the other in the loops below.
   for (int32_t unit : selected) {
     LOUISKV_CHECK(unit >= 0 && size_t(unit) < units.size(), "selected unit out of range");
-    slots.wanted[size_t(unit)] = stamp;
+    __builtin_prefetch(&slots.resident_at[size_t(unit)]);
+    __builtin_prefetch(&slots.placement[size_t(unit)], 1);
+    __builtin_prefetch(&units[size_t(unit)]);
   }
+  for (int32_t unit : slots.resident) {
+    __builtin_prefetch(&slots.wanted[size_t(unit)]);
+    __builtin_prefetch(&slots.placement[size_t(unit)], 1);
+  }
+  for (int32_t unit : selected) slots.wanted[size_t(unit)] = stamp;
   // What is missing and how many slots it needs, before anything changes.
   slots.missing.clear();
   int64_t needed = 0, kept = 0;
@@ -207,7 +218,6 @@ void WorkingSet::plan_selection(int64_t head, std::span<const int32_t> selected,
   // large free range, which best fit fills front to back, so neighbours in the pool land in
   // neighbouring slots and move as one copy; a selection that changed a little fills the holes
   // its leaving units left, whole.
-  grow_map(slots, units.size());
   for (int32_t unit : slots.missing) {
     const Unit& description = units[unit];
     take_slots(slots, unit, description.length);
