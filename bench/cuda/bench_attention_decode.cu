@@ -4,8 +4,10 @@
 //
 // Each (sequence, KV head) owns a working set of 2048 token slots; the attended set is its 128
 // units of 16 tokens listed in shuffled order, so no two spans merge and every unit is a
-// separate span, as a retrieval policy produces. A dense variant (one span per row) and the
-// kernels alone (span list uploaded once, outside the timing) are shown for comparison.
+// separate span: the worst case, as a policy attending page by page produces. The offloading
+// policies attend their working set as its runs of occupied slots, which is the dense variant
+// (one span per row). The kernels alone (span list uploaded once, outside the timing) are shown
+// for comparison.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
