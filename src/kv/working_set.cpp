@@ -92,23 +92,10 @@ void WorkingSet::take_slots(HeadSlots& slots, int32_t unit, int64_t length) {
   slots.resident.push_back(unit);
 }
 
-void WorkingSet::free_range(HeadSlots& slots, SlotRange range) {
-  auto after = std::lower_bound(slots.free.begin(), slots.free.end(), range.first,
-                                [](const SlotRange& r, int64_t first) { return r.first < first; });
-  after = slots.free.insert(after, range);
-  // Merge with the following and the preceding ranges when they touch.
-  auto next = after + 1;
-  if (next != slots.free.end() && after->first + after->length == next->first) {
-    after->length += next->length;
-    slots.free.erase(next);
-  }
-  if (after != slots.free.begin()) {
-    auto previous = after - 1;
-    if (previous->first + previous->length == after->first) {
-      previous->length += after->length;
-      slots.free.erase(after);
-    }
-  }
+void WorkingSet::free_unit(HeadSlots& slots, int32_t unit) {
+  const auto ranges = slots.ranges(unit);
+  slots.freed.insert(slots.freed.end(), ranges.begin(), ranges.end());
+  forget_resident(slots, unit);
 }
 
 void WorkingSet::forget_resident(HeadSlots& slots, int32_t unit) {
@@ -150,8 +137,8 @@ void WorkingSet::merge_freed(HeadSlots& slots) {
 void WorkingSet::release(int64_t head, int32_t unit) {
   if (!is_resident(head, unit)) return;
   HeadSlots& slots = heads_[head];
-  for (const SlotRange& range : slots.ranges(unit)) free_range(slots, range);
-  forget_resident(slots, unit);
+  free_unit(slots, unit);
+  merge_freed(slots);
 }
 
 void WorkingSet::plan_selection(int64_t head, std::span<const int32_t> selected,
@@ -206,10 +193,7 @@ void WorkingSet::plan_selection(int64_t head, std::span<const int32_t> selected,
     if (slots.wanted[size_t(unit)] == stamp) {
       ++i;
     } else {
-      // Its slots join the free list in one merge below; the last resident unit moves to i.
-      const auto ranges = slots.ranges(unit);
-      slots.freed.insert(slots.freed.end(), ranges.begin(), ranges.end());
-      forget_resident(slots, unit);
+      free_unit(slots, unit);  // the last resident unit moves to i
     }
   }
   merge_freed(slots);

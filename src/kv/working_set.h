@@ -112,12 +112,14 @@ class WorkingSet {
     std::vector<SlotRange> freed, merged;
     std::vector<int32_t> missing;
   };
-  void free_range(HeadSlots& slots, SlotRange range);
   // Gives a unit that is not resident `length` free slots (there are enough): best fit, else
   // split from the lowest slot; records it as resident.
   void take_slots(HeadSlots& slots, int32_t unit, int64_t length);
   // Room in the residency map for units [0, units).
   void grow_map(HeadSlots& slots, size_t units);
+  // Moves a resident unit's slots to `slots.freed` (merged into the free list by merge_freed)
+  // and drops it from the residency map.
+  void free_unit(HeadSlots& slots, int32_t unit);
   // Drops a unit from the residency map (its slots must already be accounted for).
   void forget_resident(HeadSlots& slots, int32_t unit);
   // Merges `slots.freed` into the free list, which stays sorted and never adjacent.
