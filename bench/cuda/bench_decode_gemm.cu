@@ -22,11 +22,16 @@
 // does not ride on one lucky median), its GB/s and its share of the copy ceiling; and one
 // `suggest |` line per projection and batch giving the plan-table row
 // (matmul_weight_streaming.cu) that would make the automatic path take it.
+//
+// `--projections qkv,o` and `--batches 1,2,4` narrow the run (every projection, batches 1 to 32
+// by default), e.g. to compare two builds of a kernel in one session on the GPU.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <exception>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -129,9 +134,47 @@ struct TableLine {
 }  // namespace
 }  // namespace louiskv::bench
 
-int main() {
+int main(int argc, char** argv) {
   using namespace louiskv;
   using namespace louiskv::bench;
+  std::vector<std::string> wanted_projections = {"qkv", "o", "gate+up", "down"};  // the short names below
+  std::vector<int64_t> batches = {1, 2, 4, 8, 16, 32};
+  auto items_of = [](const std::string& text) {
+    std::vector<std::string> items;
+    std::stringstream stream(text);
+    for (std::string item; std::getline(stream, item, ',');) items.push_back(item);
+    return items;
+  };
+  for (int i = 1; i < argc; i += 2) {
+    const std::string flag = argv[i];
+    if (i + 1 >= argc || (flag != "--projections" && flag != "--batches")) {
+      std::fprintf(stderr, "bench_decode_gemm: usage: bench_decode_gemm [--projections qkv,o,gate+up,down] "
+                           "[--batches 1,2,4,8,16,32]\n");
+      return 2;
+    }
+    const std::vector<std::string> items = items_of(argv[i + 1]);
+    if (flag == "--projections") {
+      wanted_projections = items;
+    } else {
+      batches.clear();
+      for (const std::string& item : items) {
+        const int64_t batch = std::atoll(item.c_str());
+        if (batch < 1 || batch > kernels::weight_streaming_max_tokens) {
+          std::fprintf(stderr, "bench_decode_gemm: --batches: %s is not a batch of 1 to %lld\n", item.c_str(),
+                       (long long)kernels::weight_streaming_max_tokens);
+          return 2;
+        }
+        batches.push_back(batch);
+      }
+    }
+  }
+  for (const std::string& name : wanted_projections) {
+    if (name != "qkv" && name != "o" && name != "gate+up" && name != "down") {
+      std::fprintf(stderr, "bench_decode_gemm: --projections: no projection named %s (qkv, o, gate+up, down)\n",
+                   name.c_str());
+      return 2;
+    }
+  }
   if (!cuda_device_available()) {
     std::printf("bench_decode_gemm: no CUDA device, nothing measured\n");
     return 0;
@@ -153,7 +196,6 @@ int main() {
                                     {"o 4096->4096", "o", 4096, 4096},
                                     {"gate+up 4096->28672", "gate+up", 4096, 28672},
                                     {"down 14336->4096", "down", 14336, 4096}};
-  const int64_t batches[] = {1, 2, 4, 8, 16, 32};
   cudaDeviceProp properties{};
   LOUISKV_CUDA_CHECK(cudaGetDeviceProperties(&properties, 0));
   const int multiprocessors = properties.multiProcessorCount;
@@ -162,6 +204,9 @@ int main() {
   for (int64_t batch : batches) std::printf(" %8lld", (long long)batch);
   std::printf("\n");
   for (const Projection& p : projections) {
+    if (std::find(wanted_projections.begin(), wanted_projections.end(), p.short_name) == wanted_projections.end()) {
+      continue;
+    }
     const size_t weight_bytes = size_t(p.inner * p.columns) * 2;
     const int copies = int(std::max<size_t>(2, (beyond_cache_bytes + weight_bytes - 1) / weight_bytes));
     std::vector<std::unique_ptr<DeviceMemory>> weights;
