@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "backend/cuda/async_copy.cuh"
+#include "backend/cuda/attention_decode_arguments.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/element_types.cuh"
 #include "backend/cuda/view_checks.h"
@@ -40,27 +41,7 @@ struct Tile {
   static_assert(tokens <= 32, "one lane finds the row address of each token of a tile");
 };
 
-struct KernelArguments {
-  const __nv_bfloat16* q;
-  const DeviceSpan* spans;
-  const int32_t* indptr;
-  const int32_t* chunk_first_span;
-  float* partial_out;  // [B * Hq, parts, D]
-  float* partial_max;  // [B * Hq, parts], base-2 scores
-  float* partial_sum;  // [B * Hq, parts]
-  int* counters;       // [rows * head blocks], zero between launches; null: merge by a second kernel
-  __nv_bfloat16* out;  // [B * Hq, D]
-  float* lse;          // [B * Hq] or null
-  int kv_heads;
-  int query_heads;
-  int group;  // query heads per KV head
-  int head_blocks;
-  int chunk_tokens;
-  int splits;  // chunks per row
-  int parts;   // blocks per row and head block
-  int items;   // rows x head blocks x parts
-  float scale_log2;
-};
+using KernelArguments = DecodeKernelArguments<__nv_bfloat16>;
 
 // Rows of head_dim bf16 are stored as 16-byte pieces whose index is XORed with the row's low 3
 // bits, so that the 8 rows an ldmatrix phase reads fall into 8 different bank groups.
@@ -435,9 +416,8 @@ void launch_for_head_dim(const KernelArguments& args, int concurrent_blocks, boo
   constexpr size_t bytes = SharedLayout<head_dim>::total;
   LOUISKV_CUDA_CHECK(cudaFuncSetAttribute(attention_decode_kernel<head_dim>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
-  int blocks = args.items;
-  if (concurrent_blocks > 0 && concurrent_blocks < blocks) blocks = concurrent_blocks;
-  launch(attention_decode_kernel<head_dim>, unsigned(blocks), threads, bytes, overlap, stream, args);
+  launch(attention_decode_kernel<head_dim>, decode_grid_blocks(args, concurrent_blocks), threads, bytes, overlap, stream,
+         args);
 }
 
 }  // namespace
@@ -542,45 +522,17 @@ DecodeAttentionShape check_decode_attention_params(const DecodeAttentionParams& 
 
 void launch_attention_decode(const DecodeAttentionParams& params, cudaStream_t stream) {
   const DecodeAttentionShape shape = check_decode_attention_params(params, DType::bf16);
-  const int64_t batch = shape.batch, query_heads = shape.query_heads, head_dim = shape.head_dim;
-  const int64_t rows = shape.rows, query_rows = shape.query_rows, group = shape.group;
-  const int64_t head_blocks = (group + mma_rows - 1) / mma_rows;
-  const int64_t parts = decode_parts(params.split.splits);
-  const int64_t items = rows * head_blocks * parts;
-  LOUISKV_REQUIRE(items < (int64_t(1) << 31), "attention_decode",
-                  "too many work items (rows x head blocks x parts) for one launch");
-  if (batch == 0) return;
-
-  KernelArguments args{};
-  args.q = params.q.as<const __nv_bfloat16>();
-  args.spans = params.spans;
-  args.indptr = params.indptr;
-  args.chunk_first_span = params.chunk_first_span;
-  const int64_t partial_floats = query_rows * parts;
-  const bool merge_in_kernel = params.merge_in_kernel && rows * head_blocks <= decode_max_counters;
-  args.counters = merge_in_kernel ? static_cast<int*>(params.workspace) : nullptr;
-  args.partial_out = reinterpret_cast<float*>(static_cast<char*>(params.workspace) + decode_counter_bytes);
-  args.partial_max = args.partial_out + partial_floats * head_dim;
-  args.partial_sum = args.partial_max + partial_floats;
-  args.out = params.out.as<__nv_bfloat16>();
-  args.lse = params.lse.empty() ? nullptr : params.lse.as<float>();
-  args.kv_heads = params.kv_heads;
-  args.query_heads = int(query_heads);
-  args.group = int(group);
-  args.head_blocks = int(head_blocks);
-  args.chunk_tokens = params.split.chunk_tokens;
-  args.splits = params.split.splits;
-  args.parts = int(parts);
-  args.items = int(items);
-  args.scale_log2 = params.scale * 1.4426950408889634f;
+  const KernelArguments args = decode_kernel_arguments<__nv_bfloat16>(params, shape, mma_rows, params.merge_in_kernel);
+  if (shape.batch == 0) return;
   const bool overlap = params.overlap_previous_kernel;
-  if (head_dim == 64) {
+  if (shape.head_dim == 64) {
     launch_for_head_dim<64>(args, params.split.concurrent_blocks, overlap, stream);
   } else {
     launch_for_head_dim<128>(args, params.split.concurrent_blocks, overlap, stream);
   }
-  if (parts > 1 && !merge_in_kernel) {
-    launch(merge_parts_kernel, unsigned(query_rows), unsigned(head_dim), 0, overlap, stream, args, int(head_dim));
+  if (args.parts > 1 && args.counters == nullptr) {
+    launch(merge_parts_kernel, unsigned(shape.query_rows), unsigned(shape.head_dim), 0, overlap, stream, args,
+           int(shape.head_dim));
   }
 }
 

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "backend/cuda/async_copy.cuh"
+#include "backend/cuda/attention_decode_arguments.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/view_checks.h"
 
@@ -38,26 +39,7 @@ struct Layout {
                 "tiles start on 16 bytes");
 };
 
-struct KernelArguments {
-  const float* q;
-  const DeviceSpan* spans;
-  const int32_t* indptr;
-  const int32_t* chunk_first_span;
-  float* partial_out;  // [B * Hq, parts, D]
-  float* partial_max;  // [B * Hq, parts], base-2 scores
-  float* partial_sum;  // [B * Hq, parts]
-  float* out;          // [B * Hq, D]
-  float* lse;          // [B * Hq] or null
-  int kv_heads;
-  int query_heads;
-  int group;  // query heads per KV head
-  int head_blocks;
-  int chunk_tokens;
-  int splits;  // chunks per row
-  int parts;   // blocks per row and head block
-  int items;   // rows x head blocks x parts
-  float scale_log2;
-};
+using KernelArguments = DecodeKernelArguments<float>;
 
 // (length, first_token) of a span: the walk from span to span reads only these 8 bytes.
 __device__ __forceinline__ int2 span_extent(const DeviceSpan* spans, int index) {
@@ -392,49 +374,20 @@ int decode_f32_blocks_per_multiprocessor(int64_t head_dim, int64_t query_heads_p
 
 void launch_attention_decode_f32(const DecodeAttentionParams& params, cudaStream_t stream) {
   const DecodeAttentionShape shape = check_decode_attention_params(params, DType::f32);
-  const int64_t batch = shape.batch, query_heads = shape.query_heads, head_dim = shape.head_dim;
-  const int64_t rows = shape.rows, query_rows = shape.query_rows, group = shape.group;
-  const int heads = heads_for_group(group);
-  const int64_t head_blocks = (group + heads - 1) / heads;
-  const int64_t parts = decode_parts(params.split.splits);
-  const int64_t items = rows * head_blocks * parts;
-  LOUISKV_REQUIRE(items < (int64_t(1) << 31), "attention_decode",
-                  "too many work items (rows x head blocks x parts) for one launch");
-  if (batch == 0) return;
-
-  KernelArguments args{};
-  args.q = params.q.as<const float>();
-  args.spans = params.spans;
-  args.indptr = params.indptr;
-  args.chunk_first_span = params.chunk_first_span;
-  // The workspace layout of the bf16 kernel: merge counters (unused here), then the partials.
-  const int64_t partial_floats = query_rows * parts;
-  args.partial_out = reinterpret_cast<float*>(static_cast<char*>(params.workspace) + decode_counter_bytes);
-  args.partial_max = args.partial_out + partial_floats * head_dim;
-  args.partial_sum = args.partial_max + partial_floats;
-  args.out = params.out.as<float>();
-  args.lse = params.lse.empty() ? nullptr : params.lse.as<float>();
-  args.kv_heads = params.kv_heads;
-  args.query_heads = int(query_heads);
-  args.group = int(group);
-  args.head_blocks = int(head_blocks);
-  args.chunk_tokens = params.split.chunk_tokens;
-  args.splits = params.split.splits;
-  args.parts = int(parts);
-  args.items = int(items);
-  args.scale_log2 = params.scale * 1.4426950408889634f;
-  int blocks = args.items;
-  if (params.split.concurrent_blocks > 0 && params.split.concurrent_blocks < blocks) {
-    blocks = params.split.concurrent_blocks;
-  }
-  with_kernel(head_dim, heads, [&](auto kernel, size_t bytes) {
+  const int heads = heads_for_group(shape.group);
+  // The parts of a row are always merged by the second kernel: no counters.
+  const KernelArguments args = decode_kernel_arguments<float>(params, shape, heads, false);
+  if (shape.batch == 0) return;
+  const unsigned blocks = decode_grid_blocks(args, params.split.concurrent_blocks);
+  with_kernel(shape.head_dim, heads, [&](auto kernel, size_t bytes) {
     // Above 48 KB a kernel must opt in; doing it on every launch is cheap and keeps no state.
     LOUISKV_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
-    kernel<<<unsigned(blocks), threads, bytes, stream>>>(args);
+    kernel<<<blocks, threads, bytes, stream>>>(args);
     LOUISKV_CUDA_CHECK_LAUNCH();
   });
-  if (parts > 1) {
-    merge_parts_f32_kernel<<<unsigned(query_rows), unsigned(head_dim), 0, stream>>>(args, int(head_dim));
+  if (args.parts > 1) {
+    merge_parts_f32_kernel<<<unsigned(shape.query_rows), unsigned(shape.head_dim), 0, stream>>>(args,
+                                                                                              int(shape.head_dim));
     LOUISKV_CUDA_CHECK_LAUNCH();
   }
 }
