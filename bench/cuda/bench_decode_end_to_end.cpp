@@ -6,6 +6,11 @@
 //
 //   bench_decode_end_to_end [--config FILE] [--context 32768] [--steps 64] [--batches 1,8]
 //                           [--budget 2048] [--policies full,louiskv] [--tau 0.7]
+//                           [--profile-steps 0]
+//
+// --profile-steps N decodes N more untimed steps per batch between cudaProfilerStart and
+// cudaProfilerStop, so that a profiler started with its collection off (Nsight Compute's
+// `--profile-from-start off`) sees exactly N decode steps and nothing of prefill.
 //
 // --config defaults to $LOUISKV_SHARED_DIR/configs/llama-3.2-1b.json; without it the benchmark
 // says so and measures nothing. Prefill (and LouisKV's k-means) is timed too, for the record.
@@ -20,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include <cuda_profiler_api.h>
 #include <nlohmann/json.hpp>
 
 #include "backend/cuda/cuda_backend.h"
@@ -53,7 +59,7 @@ std::vector<std::string> parse_names(const std::string& text) {
 
 struct Options {
   std::filesystem::path config;
-  int64_t context = 32768, steps = 64, budget = 2048;
+  int64_t context = 32768, steps = 64, budget = 2048, profile_steps = 0;
   double tau = 0.7;
   std::vector<int64_t> batches{1, 8};
   std::vector<std::string> policies{"full", "louiskv"};
@@ -66,7 +72,7 @@ struct Measure {
 
 // Greedy decoding of `steps` tokens for the first `batch` sequences (after 2 untimed steps).
 Measure decode(Decoder& decoder, KvPolicy& policy, const ModelConfig& config, std::vector<int64_t>& positions,
-               std::vector<int32_t>& next_tokens, int64_t batch, int64_t steps) {
+               std::vector<int32_t>& next_tokens, int64_t batch, int64_t steps, int64_t profile_steps) {
   std::vector<SequenceId> ids;
   for (int64_t b = 0; b < batch; ++b) ids.push_back(b);
   std::vector<float> logits(size_t(batch * config.vocab_size));
@@ -81,6 +87,12 @@ Measure decode(Decoder& decoder, KvPolicy& policy, const ModelConfig& config, st
     }
   };
   for (int i = 0; i < 2; ++i) step();
+  if (profile_steps > 0) {
+    // Profiler calls only bracket the collection; without a profiler they do nothing.
+    (void)cudaProfilerStart();
+    for (int64_t i = 0; i < profile_steps; ++i) step();
+    (void)cudaProfilerStop();
+  }
   std::vector<KvStats> before;
   for (SequenceId id : ids) before.push_back(policy.stats(id));
   auto start = Clock::now();
@@ -133,8 +145,9 @@ int run(const Options& options) {
     kv.budget = options.budget;
     kv.tau = options.tau;
     auto policy = make_kv_policy(kv, shape, *backend);
-    // Room for the timed and untimed steps of every batch size.
-    const int64_t capacity = options.context + int64_t(options.batches.size()) * (options.steps + 2) + 1;
+    // Room for the timed, untimed and profiled steps of every batch size.
+    const int64_t capacity =
+        options.context + int64_t(options.batches.size()) * (options.steps + options.profile_steps + 2) + 1;
     start = Clock::now();
     std::vector<int64_t> positions;
     std::vector<int32_t> next_tokens;
@@ -153,7 +166,7 @@ int run(const Options& options) {
     std::vector<int64_t> batches = options.batches;
     std::sort(batches.rbegin(), batches.rend());
     for (int64_t batch : batches) {
-      Measure m = decode(decoder, *policy, config, positions, next_tokens, batch, options.steps);
+      Measure m = decode(decoder, *policy, config, positions, next_tokens, batch, options.steps, options.profile_steps);
       std::printf("summary | e2e %-8s B=%-2lld context %-6lld budget %-5lld | %8.1f tok/s | h2d_bytes_per_token %10.0f | "
                   "retrieval_rate %.3f | host_syncs per token %.1f\n",
                   name.c_str(), (long long)batch, (long long)options.context,
@@ -193,6 +206,8 @@ int main(int argc, char** argv) {
       options.batches = parse_list(value);
     } else if (flag == "--tau") {
       options.tau = std::stod(value);
+    } else if (flag == "--profile-steps") {
+      options.profile_steps = std::stoll(value);
     } else if (flag == "--policies") {
       options.policies = parse_names(value);
     } else {
