@@ -6,6 +6,7 @@
 
 #include "backend/cuda/async_copy.cuh"
 #include "backend/cuda/attention_decode_arguments.h"
+#include "backend/cuda/attention_decode_merge.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/element_types.cuh"
 #include "backend/cuda/view_checks.h"
@@ -64,31 +65,6 @@ struct SharedLayout {
   static constexpr size_t total = big + table_bytes + statistics_bytes;
 };
 
-// Merges the parts' partial results of one query row, weighting each part by
-// 2^(its max - overall max): a part whose max is -inf attended nothing and is skipped; no token
-// at all gives zeros and lse = -inf.
-__device__ void merge_parts(const KernelArguments& args, int64_t query_row, int d, int head_dim) {
-  const float* maxima = args.partial_max + query_row * args.parts;
-  const float* sums = args.partial_sum + query_row * args.parts;
-  float overall = -INFINITY;
-  for (int s = 0; s < args.parts; ++s) overall = fmaxf(overall, __ldcg(maxima + s));
-  float value = 0.0f, total = 0.0f;
-  if (overall != -INFINITY) {
-    for (int s = 0; s < args.parts; ++s) {
-      float maximum = __ldcg(maxima + s);
-      if (maximum == -INFINITY) continue;
-      float weight = exp2f(maximum - overall);
-      total += weight * __ldcg(sums + s);
-      value += weight * __ldcg(args.partial_out + (query_row * args.parts + s) * head_dim + d);
-    }
-    value /= total;
-  }
-  args.out[query_row * head_dim + d] = __float2bfloat16_rn(value);
-  if (args.lse && d == 0) {
-    args.lse[query_row] = overall == -INFINITY ? -INFINITY : (overall + log2f(total)) * 0.6931471805599453f;
-  }
-}
-
 // The last block of a (row, head block) to finish merges all its parts, so that no second
 // kernel is needed: each block publishes its partial results, fences, and counts itself in; the
 // one that brings the count to `parts` reads everything back (the classic threadfence
@@ -103,9 +79,7 @@ __device__ void merge_if_last(const KernelArguments& args, int counter_index, in
   __syncthreads();
   if (!last) return;
   __threadfence();
-  for (int index = threadIdx.x; index < heads_here * head_dim; index += blockDim.x) {
-    merge_parts(args, first_query_row + index / head_dim, index % head_dim, head_dim);
-  }
+  for (int head = 0; head < heads_here; ++head) merge_row(args, first_query_row + head, head_dim);
   if (threadIdx.x == 0) *counter = 0;
 }
 
@@ -388,13 +362,6 @@ __global__ void __launch_bounds__(threads) attention_decode_kernel(const __grid_
   }
 }
 
-// One block per (sequence, query head): the merge as a second kernel, the default (see
-// DecodeAttentionParams::merge_in_kernel).
-__global__ void merge_parts_kernel(const __grid_constant__ KernelArguments args, int head_dim) {
-  wait_for_previous_grid();
-  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) merge_parts(args, blockIdx.x, d, head_dim);
-}
-
 template <class Kernel, class... Arguments>
 void launch(Kernel kernel, unsigned blocks, unsigned block_threads, size_t shared, bool overlap, cudaStream_t stream,
             const Arguments&... arguments) {
@@ -531,8 +498,9 @@ void launch_attention_decode(const DecodeAttentionParams& params, cudaStream_t s
     launch_for_head_dim<128>(args, params.split.concurrent_blocks, overlap, stream);
   }
   if (args.parts > 1 && args.counters == nullptr) {
-    launch(merge_parts_kernel, unsigned(shape.query_rows), unsigned(shape.head_dim), 0, overlap, stream, args,
-           int(shape.head_dim));
+    // The default (see DecodeAttentionParams::merge_in_kernel): one block per query row.
+    launch(merge_parts_kernel<__nv_bfloat16>, unsigned(shape.query_rows), unsigned(merge_threads), 0, overlap, stream,
+           args, int(shape.head_dim));
   }
 }
 

@@ -4,6 +4,7 @@
 
 #include "backend/cuda/async_copy.cuh"
 #include "backend/cuda/attention_decode_arguments.h"
+#include "backend/cuda/attention_decode_merge.cuh"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/view_checks.h"
 
@@ -302,34 +303,6 @@ __global__ void __launch_bounds__(threads) attention_decode_f32_kernel(const __g
   }
 }
 
-// One block per (sequence, query head), a thread per dim: the parts' partial results merged by
-// their maxima and sums. A part whose max is -inf attended nothing and is skipped; no token at
-// all gives zeros and lse = -inf.
-__global__ void merge_parts_f32_kernel(const __grid_constant__ KernelArguments args, int head_dim) {
-  const int64_t query_row = blockIdx.x;
-  const float* maxima = args.partial_max + query_row * args.parts;
-  const float* sums = args.partial_sum + query_row * args.parts;
-  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-    float overall = -INFINITY;
-    for (int s = 0; s < args.parts; ++s) overall = fmaxf(overall, maxima[s]);
-    float value = 0.0f, total = 0.0f;
-    if (overall != -INFINITY) {
-      for (int s = 0; s < args.parts; ++s) {
-        const float maximum = maxima[s];
-        if (maximum == -INFINITY) continue;
-        const float weight = exp2f(maximum - overall);
-        total += weight * sums[s];
-        value += weight * args.partial_out[(query_row * args.parts + s) * head_dim + d];
-      }
-      value /= total;
-    }
-    args.out[query_row * head_dim + d] = value;
-    if (args.lse && d == 0) {
-      args.lse[query_row] = overall == -INFINITY ? -INFINITY : (overall + log2f(total)) * 0.6931471805599453f;
-    }
-  }
-}
-
 // Query heads a warp serves for a group: the next power of two up to decode_f32_max_heads, so
 // that a group of 3 does not pay for 8.
 int heads_for_group(int64_t group) {
@@ -386,8 +359,8 @@ void launch_attention_decode_f32(const DecodeAttentionParams& params, cudaStream
     LOUISKV_CUDA_CHECK_LAUNCH();
   });
   if (args.parts > 1) {
-    merge_parts_f32_kernel<<<unsigned(shape.query_rows), unsigned(shape.head_dim), 0, stream>>>(args,
-                                                                                              int(shape.head_dim));
+    merge_parts_kernel<float><<<unsigned(shape.query_rows), unsigned(merge_threads), 0, stream>>>(args,
+                                                                                                  int(shape.head_dim));
     LOUISKV_CUDA_CHECK_LAUNCH();
   }
 }
