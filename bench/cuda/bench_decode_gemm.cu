@@ -2,7 +2,9 @@
 // against the device-to-device copy ceiling measured in the same run (target: at least 80%). At
 // these batch sizes a projection is a pass over its weights, so weight bytes / time is the
 // figure that matters. Weights rotate among copies totalling more than the L2, so every run
-// reads memory.
+// reads memory. qkv and gate+up are one product each, as the decoder runs them at these sizes
+// (Backend::matmul_parts: one pipelined launch over the parts' weights, each part's output
+// where it belongs).
 //
 // Rows: cuBLAS; the weight-streaming kernels on the automatic plan; the best of a sweep of the
 // register kernel's block shapes and K splits (printed as m<rows/64> u<steps in flight>

@@ -23,6 +23,13 @@
 
 namespace louiskv {
 
+// One product of Backend::matmul_parts: out [T, N_i], weight [N_i, K], bias [N_i] or null.
+struct MatmulPart {
+  TensorView out;
+  TensorView weight;
+  const TensorView* bias = nullptr;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -55,6 +62,13 @@ class Backend {
   virtual void rms_norm(TensorView out, TensorView in, TensorView weight, float eps) = 0;
   // out[T, N] = in[T, K] @ weight[N, K]^T (+ bias[N])   in act; out act or f32; weight/bias any.
   virtual void matmul(TensorView out, TensorView in, TensorView weight, const TensorView* bias) = 0;
+  // Several projections of one input, out_i = in @ weight_i^T (+ bias_i): q, k and v of a layer,
+  // or gate and up. The cuda backend reads every part's weights in one launch at decode sizes,
+  // where a projection's fixed cost per launch is a large share of its time; the default runs
+  // one matmul per part.
+  virtual void matmul_parts(TensorView in, std::span<const MatmulPart> parts) {
+    for (const MatmulPart& part : parts) matmul(part.out, in, part.weight, part.bias);
+  }
   // Rotates x [T, heads, D] in place at positions i32 [T], pairing dims i and i + D/2 (the
   // Llama/Qwen "rotate half" layout). inv_freq f32 [D/2] already carries any llama3 scaling.
   virtual void rope(TensorView x, TensorView positions, TensorView inv_freq) = 0;

@@ -44,9 +44,11 @@ void Decoder::project_qkv(const LayerWeights& layer, TensorView normed, TensorVi
                           TensorView positions, int layer_index) {
   const ModelConfig& c = model_.config();
   const int64_t rows = normed.dim(0);
-  backend_.matmul(q, normed, layer.q_proj, bias_or_null(layer.q_bias));  // q: [rows, heads * head_dim]
-  backend_.matmul(k, normed, layer.k_proj, bias_or_null(layer.k_bias));  // k: [rows, kv_heads * head_dim]
-  backend_.matmul(v, normed, layer.v_proj, bias_or_null(layer.v_bias));  // v: [rows, kv_heads * head_dim]
+  // q: [rows, heads * head_dim], k and v: [rows, kv_heads * head_dim]
+  const MatmulPart qkv[] = {{q, layer.q_proj, bias_or_null(layer.q_bias)},
+                            {k, layer.k_proj, bias_or_null(layer.k_bias)},
+                            {v, layer.v_proj, bias_or_null(layer.v_bias)}};
+  backend_.matmul_parts(normed, qkv);
   TensorView q_heads = q.reshaped({rows, c.num_heads, c.head_dim});
   TensorView k_heads = k.reshaped({rows, c.num_kv_heads, c.head_dim});
   if (c.qk_norm) {  // Qwen3: RMSNorm over each head before RoPE
@@ -73,8 +75,9 @@ void Decoder::attention_output_and_mlp(const LayerWeights& layer, TensorView x, 
   backend_.matmul(projected, attention, layer.o_proj, bias_or_null(layer.o_bias));
   backend_.add(x, x, projected);
   backend_.rms_norm(normed, x, layer.mlp_norm, float(c.rms_norm_eps));
-  backend_.matmul(gate, normed, layer.gate_proj, bias_or_null(layer.gate_bias));
-  backend_.matmul(up, normed, layer.up_proj, bias_or_null(layer.up_bias));
+  const MatmulPart gate_up[] = {{gate, layer.gate_proj, bias_or_null(layer.gate_bias)},
+                                {up, layer.up_proj, bias_or_null(layer.up_bias)}};
+  backend_.matmul_parts(normed, gate_up);
   backend_.swiglu(gate, gate, up);
   backend_.matmul(projected, gate, layer.down_proj, bias_or_null(layer.down_bias));
   backend_.add(x, x, projected);

@@ -64,6 +64,39 @@ TEST_F(CpuOps, MatmulMatchesDoubleReferenceForEveryWeightDtypeAndPath) {
   }
 }
 
+// matmul_parts is one product per part of the same input, each with its own bias or none.
+TEST_F(CpuOps, MatmulPartsMatchOneProductPerPart) {
+  const int64_t tokens = 3, k = 96;
+  const int64_t rows[] = {40, 16, 7};
+  auto input = random_vector(size_t(tokens * k), generator);
+  std::vector<std::vector<float>> weights, biases, outs;
+  for (int64_t n : rows) {
+    weights.push_back(random_vector(size_t(n * k), generator, 0.1f));
+    biases.push_back(random_vector(size_t(n), generator));
+    outs.emplace_back(size_t(tokens * n), std::nanf(""));
+  }
+  std::vector<TensorView> bias_views;
+  for (size_t p = 0; p < 3; ++p) bias_views.push_back(host(biases[p], {rows[p]}));
+  std::vector<MatmulPart> parts;
+  for (size_t p = 0; p < 3; ++p) {
+    // The middle part has no bias.
+    parts.push_back({host(outs[p], {tokens, rows[p]}), host(weights[p], {rows[p], k}), p == 1 ? nullptr : &bias_views[p]});
+  }
+  backend->matmul_parts(host(input, {tokens, k}), parts);
+  for (size_t p = 0; p < 3; ++p) {
+    const int64_t n = rows[p];
+    std::vector<double> expected(outs[p].size());
+    for (int64_t t = 0; t < tokens; ++t) {
+      for (int64_t j = 0; j < n; ++j) {
+        double sum = p == 1 ? 0.0 : biases[p][size_t(j)];
+        for (int64_t i = 0; i < k; ++i) sum += double(input[size_t(t * k + i)]) * weights[p][size_t(j * k + i)];
+        expected[size_t(t * n + j)] = sum;
+      }
+    }
+    EXPECT_LT(max_abs_difference(outs[p], expected), 1e-4) << "part " << p;
+  }
+}
+
 TEST_F(CpuOps, RmsNormMatchesClosedForm) {
   const int64_t rows = 5, width = 64;
   auto input = random_vector(size_t(rows * width), generator);

@@ -4,6 +4,7 @@
 // bound measures the GEMM alone. The pipelined kernel runs under every option and under GPU
 // sizes of 1 and 3 multiprocessors besides the real one, which force teams of several groups,
 // grids larger than the GPU and K split over clusters.
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -216,6 +217,156 @@ TEST(CudaParity, Matmul) {
     }
     // The prepared weight holds exactly the bf16 rounding of the file weight.
     expect_equal(read_values(*backends.gpu, gpu_weight), weight_as_used, what + " (prepared weight)");
+  }
+}
+
+// Several projections of one input (q, k, v; gate, up) through matmul_parts: at decode sizes one
+// pipelined launch reads every part's weights and writes each part's output, which must match
+// the CPU's product of that part alone; where the parts cannot share a launch (a part before
+// the last not a multiple of 16 rows) or the size is cuBLAS's, they run one after another.
+TEST(CudaParity, MatmulParts) {
+  LOUISKV_REQUIRE_CUDA();
+  BackendPair backends;
+  CublasHandle cublas;
+  Random random;
+  SCOPED_TRACE(seed_note(random));
+  cudaDeviceProp properties{};
+  ASSERT_EQ(cudaGetDeviceProperties(&properties, 0), cudaSuccess);
+  struct Case {
+    int64_t tokens, inner;
+    std::vector<int64_t> rows;  // each part's output columns
+    DType out;
+    bool bias;
+    bool shares_launch;  // whether weight_streaming_parts_apply holds
+  };
+  const Case cases[] = {
+      {1, 2048, {2048, 512, 512}, DType::bf16, false, true},    // Llama-3.2-1B q, k, v
+      {8, 2048, {2048, 512, 512}, DType::bf16, true, true},     // with Qwen2's biases
+      {1, 2048, {8192, 8192}, DType::bf16, false, true},        // 1B gate, up
+      {32, 4096, {4096, 1024, 1024}, DType::bf16, false, true}, // 8B q, k, v at batch 32
+      {4, 896, {896, 128, 128}, DType::f32, true, true},
+      {3, 200, {48, 32, 77}, DType::f32, true, true},           // K not a multiple of 32, ragged last part
+      {5, 1024, {1000, 64}, DType::bf16, false, false},         // 1000 rows: a tile would straddle two parts
+      {129, 512, {512, 128, 128}, DType::bf16, true, false}};   // prefill size: cuBLAS, one part at a time
+  for (const Case& c : cases) {
+    // Appended piece by piece: gcc 12 warns falsely (-Wrestrict) on `"literal" + std::string&&`.
+    std::string what = "matmul_parts in [";
+    what += std::to_string(c.tokens) + "," + std::to_string(c.inner) + "] rows";
+    for (int64_t n : c.rows) (what += " ") += std::to_string(n);
+    (what += " out ") += dtype_name(c.out);
+    if (c.bias) what += " + bias";
+    std::vector<float> in = random.uniform(size_t(c.tokens * c.inner), -1.0f, 1.0f);
+    auto cpu_in = make_tensor(*backends.cpu, DType::f32, {c.tokens, c.inner}, in);
+    auto gpu_in = make_tensor(*backends.gpu, DType::bf16, {c.tokens, c.inner}, in);
+    std::vector<OwnedTensor> gpu_weights, gpu_biases;
+    std::vector<std::vector<float>> expected;
+    for (int64_t n : c.rows) {
+      std::vector<float> weight = random.uniform(size_t(n * c.inner), -0.1f, 0.1f);
+      std::vector<float> bias = random.uniform(size_t(n), -0.5f, 0.5f);
+      auto cpu_weight = make_tensor(*backends.cpu, DType::bf16, {n, c.inner}, weight);
+      auto cpu_bias = make_tensor(*backends.cpu, DType::bf16, {n}, bias);
+      auto cpu_out = make_output(*backends.cpu, DType::f32, {c.tokens, n});
+      backends.cpu->matmul(cpu_out.view, cpu_in.view, cpu_weight.view, c.bias ? &cpu_bias.view : nullptr);
+      expected.push_back(rounded_to(read_values(*backends.cpu, cpu_out.view), c.out));
+      gpu_weights.push_back(make_tensor(*backends.gpu, DType::bf16, {n, c.inner}, weight));
+      gpu_biases.push_back(make_tensor(*backends.gpu, DType::bf16, {n}, bias));
+    }
+    const double bound = c.out == DType::f32 ? 1e-3 : 4e-3;
+    // Fresh poisoned outputs, one per part; `check` compares them with the CPU's.
+    auto fresh_outputs = [&] {
+      std::vector<OwnedTensor> outs;
+      for (int64_t n : c.rows) outs.push_back(make_output(*backends.gpu, c.out, {c.tokens, n}));
+      return outs;
+    };
+    auto check = [&](const std::vector<OwnedTensor>& outs, const std::string& variant) {
+      for (size_t p = 0; p < outs.size(); ++p) {
+        const std::string part = what + " " + variant + " part " + std::to_string(p);
+        expect_close(read_values(*backends.gpu, outs[p].view), expected[p], bound, part);
+        expect_guard_intact(*backends.gpu, outs[p], part);
+      }
+    };
+    std::vector<kernels::WeightStreamingPart> parts;
+    auto parts_for = [&](const std::vector<OwnedTensor>& outs) {
+      parts.clear();
+      for (size_t p = 0; p < outs.size(); ++p) {
+        parts.push_back({outs[p].view, gpu_weights[p].view, c.bias ? gpu_biases[p].view : TensorView{}});
+      }
+      return std::span<const kernels::WeightStreamingPart>(parts);
+    };
+    {
+      std::vector<OwnedTensor> outs = fresh_outputs();
+      EXPECT_EQ(kernels::weight_streaming_parts_apply(gpu_in.view, parts_for(outs)), c.shares_launch) << what;
+    }
+    {  // The backend, as the decoder calls it.
+      std::vector<OwnedTensor> outs = fresh_outputs();
+      std::vector<MatmulPart> backend_parts;
+      for (size_t p = 0; p < outs.size(); ++p) {
+        backend_parts.push_back({outs[p].view, gpu_weights[p].view, c.bias ? &gpu_biases[p].view : nullptr});
+      }
+      backends.gpu->matmul_parts(gpu_in.view, backend_parts);
+      check(outs, "backend");
+    }
+    // launch_matmul on each path, the parts after the first in more_parts.
+    for (kernels::MatmulPath path : {kernels::MatmulPath::automatic, kernels::MatmulPath::weight_streaming,
+                                     kernels::MatmulPath::cublas}) {
+      if (path == kernels::MatmulPath::weight_streaming &&
+          !kernels::weight_streaming_applies(gpu_in.view, gpu_weights[0].view)) {
+        continue;
+      }
+      std::vector<OwnedTensor> outs = fresh_outputs();
+      std::span<const kernels::WeightStreamingPart> all = parts_for(outs);
+      kernels::MatmulParams params;
+      params.in = gpu_in.view;
+      params.out = all[0].out;
+      params.weight = all[0].weight;
+      params.bias = all[0].bias;
+      params.more_parts = all.subspan(1);
+      params.multiprocessors = properties.multiProcessorCount;
+      params.path = path;
+      kernels::launch_matmul(params, cublas.handle, nullptr);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      check(outs, path == kernels::MatmulPath::automatic ? "automatic"
+                  : path == kernels::MatmulPath::cublas  ? "cuBLAS"
+                                                         : "forced weight streaming");
+    }
+    if (!c.shares_launch) continue;
+    // The shared pipelined launch under several plans over the parts' total columns, on the real
+    // GPU size and on 1 and 3 multiprocessors (teams of several groups that cross from one part
+    // into the next, and K split over clusters).
+    int64_t total = 0;
+    for (int64_t n : c.rows) total += n;
+    struct Options {
+      int k_warps, stages;
+      bool stream_input;
+    };
+    for (const Options& o : {Options{8, 8, false}, Options{4, 4, false}, Options{1, 8, false}, Options{8, 12, true},
+                             Options{2, 4, true}}) {
+      kernels::WeightStreamingPipelineOptions options;
+      options.k_warps = o.k_warps;
+      options.stages = o.stages;
+      options.overlap = kernels::WeightStreamingOverlap::early;
+      options.stream_input = o.stream_input;
+      if (!kernels::weight_streaming_pipeline_fits(c.tokens, c.inner, options)) continue;
+      for (int multiprocessors : {properties.multiProcessorCount, 1, 3}) {
+        kernels::WeightStreamingParams streaming;
+        streaming.plan = kernels::plan_weight_streaming_pipelined(c.tokens, c.inner, total, multiprocessors, options);
+        if (kernels::weight_streaming_staged_bytes(c.tokens, streaming.plan) > kernels::weight_streaming_max_staged_bytes) {
+          continue;
+        }
+        std::vector<OwnedTensor> outs = fresh_outputs();
+        std::span<const kernels::WeightStreamingPart> all = parts_for(outs);
+        streaming.in = gpu_in.view;
+        streaming.out = all[0].out;
+        streaming.weight = all[0].weight;
+        streaming.bias = all[0].bias;
+        streaming.more_parts = all.subspan(1);
+        kernels::launch_matmul_weight_streaming(streaming, nullptr);
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        check(outs, "pipelined k" + std::to_string(o.k_warps) + " st" + std::to_string(o.stages) +
+                        (o.stream_input ? " streamed input" : "") + " on " + std::to_string(multiprocessors) +
+                        " multiprocessors (splits " + std::to_string(streaming.plan.splits) + ")");
+      }
+    }
   }
 }
 

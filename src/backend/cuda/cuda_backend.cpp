@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -222,12 +223,29 @@ class CudaBackend final : public Backend {
   }
 
   void matmul(TensorView out, TensorView in, TensorView weight, const TensorView* bias) override {
+    run_matmul(out, in, weight, bias, {});
+  }
+
+  void matmul_parts(TensorView in, std::span<const MatmulPart> parts) override {
+    LOUISKV_REQUIRE(!parts.empty() && parts.size() <= size_t(kernels::weight_streaming_max_parts), "matmul_parts",
+                    std::to_string(parts.size()) + " parts (1 to " +
+                        std::to_string(kernels::weight_streaming_max_parts) + " share a launch)");
+    std::array<kernels::WeightStreamingPart, kernels::weight_streaming_max_parts> more{};
+    for (size_t i = 1; i < parts.size(); ++i) {
+      more[i - 1] = {parts[i].out, parts[i].weight, parts[i].bias ? *parts[i].bias : TensorView{}};
+    }
+    run_matmul(parts[0].out, in, parts[0].weight, parts[0].bias, std::span(more.data(), parts.size() - 1));
+  }
+
+  void run_matmul(TensorView out, TensorView in, TensorView weight, const TensorView* bias,
+                  std::span<const kernels::WeightStreamingPart> more_parts) {
     activate();
     kernels::MatmulParams params;
     params.out = out;
     params.in = in;
     params.weight = weight;
     params.bias = bias ? *bias : TensorView{};
+    params.more_parts = more_parts;
     // The weight-streaming GEMV splits K over thread-block clusters (sm_90 and later); zero
     // multiprocessors keeps older GPUs on cuBLAS.
     params.multiprocessors = compute_major_ >= 9 ? multiprocessors_ : 0;

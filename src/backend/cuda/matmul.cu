@@ -1,5 +1,7 @@
 #include "backend/cuda/matmul.h"
 
+#include <vector>
+
 #include "backend/cuda/matmul_weight_streaming.h"
 
 #include "backend/cuda/cuda_check.h"
@@ -56,7 +58,14 @@ bool matmul_prefers_weight_streaming(const TensorView& in, const TensorView& wei
   return weight_streaming_preferred(in.numel() / inner, inner, weight.dim(0));
 }
 
-void launch_matmul(const MatmulParams& params, cublasHandle_t cublas, cudaStream_t stream) {
+namespace {
+
+struct MatmulShape {
+  int64_t tokens = 0, inner = 0, columns = 0;
+};
+
+// Checks one product's views (not more_parts) and returns its shape.
+MatmulShape check_matmul(const MatmulParams& params) {
   const char* op = "matmul";
   require_on_device(params.out, op, "out");
   require_on_device(params.in, op, "in");
@@ -98,6 +107,15 @@ void launch_matmul(const MatmulParams& params, cublasHandle_t cublas, cudaStream
   constexpr int64_t int_limit = 2147483647;
   LOUISKV_REQUIRE(tokens <= int_limit && inner <= int_limit && columns <= int_limit, op,
           "dimensions above 2^31 - 1 are not supported by cuBLAS");
+  return {tokens, inner, columns};
+}
+
+// One product: out, in, weight, bias of params (more_parts ignored).
+void launch_one_matmul(const MatmulParams& params, cublasHandle_t cublas, cudaStream_t stream) {
+  const char* op = "matmul";
+  const auto [tokens, inner, columns] = check_matmul(params);
+  const bool has_bias = !params.bias.empty();
+  const bool f32 = params.in.dtype == DType::f32;
   if (tokens == 0 || columns == 0) return;
 
   const bool streaming_applies = params.multiprocessors > 0 && weight_streaming_applies(params.in, params.weight);
@@ -141,6 +159,50 @@ void launch_matmul(const MatmulParams& params, cublasHandle_t cublas, cudaStream
                                     params.in.data, operand_type, int(inner), &beta, params.out.data,
                                     out_type, int(columns), CUBLAS_COMPUTE_32F,
                                     CUBLAS_GEMM_DEFAULT));
+}
+
+
+}  // namespace
+
+void launch_matmul(const MatmulParams& params, cublasHandle_t cublas, cudaStream_t stream) {
+  if (params.more_parts.empty()) {
+    launch_one_matmul(params, cublas, stream);
+    return;
+  }
+  std::vector<WeightStreamingPart> parts{{params.out, params.weight, params.bias}};
+  parts.insert(parts.end(), params.more_parts.begin(), params.more_parts.end());
+  auto part_params = [&](const WeightStreamingPart& part) {
+    MatmulParams one = params;
+    one.out = part.out;
+    one.weight = part.weight;
+    one.bias = part.bias;
+    one.more_parts = {};
+    return one;
+  };
+  int64_t tokens = 0, inner = 0, columns = 0;
+  for (const WeightStreamingPart& part : parts) {
+    const MatmulShape shape = check_matmul(part_params(part));
+    tokens = shape.tokens;
+    inner = shape.inner;
+    columns += shape.columns;
+  }
+  if (params.path != MatmulPath::cublas && params.multiprocessors > 0 && tokens > 0 &&
+      weight_streaming_parts_apply(params.in, parts) &&
+      (params.path == MatmulPath::weight_streaming || weight_streaming_preferred(tokens, inner, columns))) {
+    WeightStreamingParams streaming;
+    streaming.out = params.out;
+    streaming.in = params.in;
+    streaming.weight = params.weight;
+    streaming.bias = params.bias;
+    streaming.more_parts = params.more_parts;
+    streaming.plan = plan_weight_streaming(tokens, inner, columns, params.multiprocessors);
+    // Parts share a launch of the pipelined kernel only; a register plan runs them one by one.
+    if (streaming.plan.kernel == WeightStreamingKernel::pipelined) {
+      launch_matmul_weight_streaming(streaming, stream);
+      return;
+    }
+  }
+  for (const WeightStreamingPart& part : parts) launch_one_matmul(part_params(part), cublas, stream);
 }
 
 }  // namespace louiskv::kernels

@@ -7,6 +7,9 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <span>
+
+#include "backend/cuda/matmul_weight_streaming.h"
 #include "backend/tensor.h"
 
 namespace louiskv::kernels {
@@ -29,6 +32,10 @@ struct MatmulParams {
   // The device's multiprocessors, which the weight-streaming kernel's plan needs (0: cuBLAS only).
   int multiprocessors = 0;
   MatmulPath path = MatmulPath::automatic;
+  // More products of the same input (the first is out, weight and bias above), e.g. k and v
+  // after q: one weight-streaming launch for all where the automatic path would stream their
+  // total and the parts allow it (weight_streaming_parts_apply), else one product after another.
+  std::span<const WeightStreamingPart> more_parts;
 };
 // Whether the automatic path runs this product on the weight-streaming kernel.
 bool matmul_prefers_weight_streaming(const TensorView& in, const TensorView& weight);

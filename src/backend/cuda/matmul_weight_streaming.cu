@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <string>
+#include <vector>
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/matmul_weight_streaming_common.cuh"
@@ -248,6 +249,21 @@ int64_t weight_streaming_pipeline_shared_bytes(int64_t tokens, const WeightStrea
       .total;
 }
 
+bool weight_streaming_parts_apply(const TensorView& in, std::span<const WeightStreamingPart> parts) {
+  if (parts.empty() || parts.size() > size_t(weight_streaming_max_parts)) return false;
+  const WeightStreamingPart& first = parts.front();
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const WeightStreamingPart& part = parts[i];
+    if (!weight_streaming_applies(in, part.weight) || part.weight.dim(1) != first.weight.dim(1) ||
+        part.out.dtype != first.out.dtype || part.bias.empty() != first.bias.empty() ||
+        (!part.bias.empty() && part.bias.dtype != first.bias.dtype)) {
+      return false;
+    }
+    if (i + 1 < parts.size() && part.weight.dim(0) % tile_rows != 0) return false;
+  }
+  return true;
+}
+
 void launch_matmul_weight_streaming(const WeightStreamingParams& params, cudaStream_t stream) {
   const char* op = "matmul";
   LOUISKV_REQUIRE(weight_streaming_applies(params.in, params.weight), op,
@@ -255,12 +271,27 @@ void launch_matmul_weight_streaming(const WeightStreamingParams& params, cudaStr
                       ") do not fit the weight-streaming kernels");
   const int64_t inner = params.weight.dim(1);
   const int64_t tokens = params.in.numel() / inner;
-  const int64_t columns = params.weight.dim(0);
-  LOUISKV_REQUIRE(params.out.numel() == tokens * columns && (params.out.dtype == DType::bf16 || params.out.dtype == DType::f32),
-                  op, "out (" + params.out.describe() + ") must hold " + std::to_string(tokens) + " rows of " +
-                          std::to_string(columns) + " bf16 or f32 values");
-  LOUISKV_REQUIRE(params.bias.empty() || params.bias.numel() == columns, op,
-                  "bias (" + params.bias.describe() + ") must hold one value per output column");
+  int64_t columns = 0;
+  auto check_part = [&](const TensorView& out, const TensorView& weight, const TensorView& bias) {
+    const int64_t part_columns = weight.dim(0);
+    LOUISKV_REQUIRE(out.numel() == tokens * part_columns && (out.dtype == DType::bf16 || out.dtype == DType::f32), op,
+                    "out (" + out.describe() + ") must hold " + std::to_string(tokens) + " rows of " +
+                        std::to_string(part_columns) + " bf16 or f32 values");
+    LOUISKV_REQUIRE(bias.empty() || bias.numel() == part_columns, op,
+                    "bias (" + bias.describe() + ") must hold one value per output column");
+    columns += part_columns;
+  };
+  check_part(params.out, params.weight, params.bias);
+  if (!params.more_parts.empty()) {
+    std::vector<WeightStreamingPart> parts{{params.out, params.weight, params.bias}};
+    parts.insert(parts.end(), params.more_parts.begin(), params.more_parts.end());
+    LOUISKV_REQUIRE(params.plan.kernel == WeightStreamingKernel::pipelined && weight_streaming_parts_apply(params.in, parts),
+                    op,
+                    "these " + std::to_string(parts.size()) +
+                        " parts cannot share one launch (at most 3, the pipelined kernel, one K, one output and bias "
+                        "dtype, every part but the last a multiple of 16 rows): a bug in the caller");
+    for (const WeightStreamingPart& part : params.more_parts) check_part(part.out, part.weight, part.bias);
+  }
   if (params.plan.kernel == WeightStreamingKernel::pipelined) {
     launch_pipelined_kernel(params, tokens, inner, columns, stream);
   } else {

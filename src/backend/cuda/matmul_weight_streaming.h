@@ -20,6 +20,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <span>
 
 #include "backend/tensor.h"
 
@@ -113,15 +114,32 @@ WeightStreamingPlan plan_weight_streaming_pipelined(int64_t tokens, int64_t inne
 // of resident_limit.
 int64_t weight_streaming_pipeline_shared_bytes(int64_t tokens, const WeightStreamingPlan& plan);
 
+// One more product of the same input in the same launch: out [T, n] = in @ weight [n, K]^T
+// (+ bias [n]). Its weight rows follow the previous parts' as output columns of one product.
+struct WeightStreamingPart {
+  TensorView out;
+  TensorView weight;
+  TensorView bias;
+};
+constexpr int weight_streaming_max_parts = 3;
+
 // in [T, K] bf16, weight [N, K] bf16, out [T, N] bf16 or f32, bias [N] any float or empty; all
-// on the device.
+// on the device. With `more_parts`, the launch also computes those products (q, k and v of a
+// layer, or gate and up), reading every part's weights in one pass and writing each part's
+// output where it is wanted: one kernel's fixed cost instead of one per projection. Parts need
+// the pipelined kernel, the first part's dtypes, and every part before the last a multiple of 16
+// rows (a weight tile never straddles two parts).
 struct WeightStreamingParams {
   TensorView out;
   TensorView in;
   TensorView weight;
   TensorView bias;
   WeightStreamingPlan plan;
+  std::span<const WeightStreamingPart> more_parts;
 };
+// Whether `parts` (the first part's out, weight and bias, then more_parts) can run as one
+// pipelined launch: see WeightStreamingParams.
+bool weight_streaming_parts_apply(const TensorView& in, std::span<const WeightStreamingPart> parts);
 void launch_matmul_weight_streaming(const WeightStreamingParams& params, cudaStream_t stream);
 
 }  // namespace louiskv::kernels

@@ -49,22 +49,48 @@ __device__ __forceinline__ void multiply_step(float (&accumulator)[m_tiles][toke
   }
 }
 
-// Arguments: KernelArguments or PipelinedArguments (out, bias, columns, out_f32, bias_type).
-template <class Arguments>
-__device__ __forceinline__ void store_output(const Arguments& args, int64_t token, int64_t column, float value) {
-  switch (args.bias_type) {
-    case BiasType::f32: value += static_cast<const float*>(args.bias)[column]; break;
-    case BiasType::f16: value += __half2float(static_cast<const __half*>(args.bias)[column]); break;
-    case BiasType::bf16: value += __bfloat162float(static_cast<const __nv_bfloat16*>(args.bias)[column]); break;
+// Output `column` of `token` plus its bias into out [T, pitch] (bf16 or f32).
+__device__ __forceinline__ void store_value(void* out, const void* bias, BiasType bias_type, bool out_f32,
+                                            int64_t pitch, int64_t token, int64_t column, float value) {
+  switch (bias_type) {
+    case BiasType::f32: value += static_cast<const float*>(bias)[column]; break;
+    case BiasType::f16: value += __half2float(static_cast<const __half*>(bias)[column]); break;
+    case BiasType::bf16: value += __bfloat162float(static_cast<const __nv_bfloat16*>(bias)[column]); break;
     case BiasType::none: break;
   }
-  const int64_t index = token * args.columns + column;
-  if (args.out_f32) {
-    static_cast<float*>(args.out)[index] = value;
+  const int64_t index = token * pitch + column;
+  if (out_f32) {
+    static_cast<float*>(out)[index] = value;
   } else {
-    static_cast<__nv_bfloat16*>(args.out)[index] = __float2bfloat16_rn(value);
+    static_cast<__nv_bfloat16*>(out)[index] = __float2bfloat16_rn(value);
   }
 }
+
+// Arguments: the register kernel's (out, bias, columns, out_f32, bias_type).
+template <class Arguments>
+__device__ __forceinline__ void store_output(const Arguments& args, int64_t token, int64_t column, float value) {
+  store_value(args.out, args.bias, args.bias_type, args.out_f32, args.columns, token, column, value);
+}
+
+// The pipelined kernel's products, by output column: columns [first[p], first[p + 1]) are part
+// p's, with its own weight rows, output [T, first[p + 1] - first[p]] and bias. One part is a
+// plain product.
+struct ColumnParts {
+  const __nv_bfloat16* weight[weight_streaming_max_parts];
+  void* out[weight_streaming_max_parts];
+  const void* bias[weight_streaming_max_parts];
+  int64_t first[weight_streaming_max_parts + 1];
+  int count;
+
+  __device__ int part_of(int64_t column) const {
+    int part = 0;
+#pragma unroll
+    for (int p = 1; p < weight_streaming_max_parts; ++p) {
+      if (p < count && column >= first[p]) part = p;
+    }
+    return part;
+  }
+};
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 

@@ -36,11 +36,9 @@ namespace cg = cooperative_groups;
 
 
 struct PipelinedArguments {
-  const __nv_bfloat16* in;      // [T, K]
-  const __nv_bfloat16* weight;  // [N, K]
-  void* out;                    // [T, N], bf16 or f32
-  const void* bias;             // [N] or null
-  int64_t tokens, inner, columns, k_per_split;
+  const __nv_bfloat16* in;  // [T, K]
+  ColumnParts parts;        // weights [n_p, K], outputs [T, n_p] (bf16 or f32), biases [n_p] or null
+  int64_t tokens, inner, columns, k_per_split;  // columns: N, the parts' n_p added up
   int64_t groups;      // 16-row groups of the weight: ceil(N / 16)
   int64_t row_teams;   // row_blocks x (8 / k_warps)
   int splits;          // blocks of a cluster, one K slice each
@@ -58,6 +56,14 @@ struct PipelinedArguments {
 // bytes, so without this the two rows a quarter-warp reads for a fragment (4 pieces each) would
 // fall on the same banks; odd rows swap the halves of each 128 bytes.
 __device__ __forceinline__ int swizzled(int row, int piece) { return piece ^ ((row & 1) << 2); }
+
+__device__ __forceinline__ void store_part_output(const PipelinedArguments& args, int64_t token, int64_t column,
+                                                  float value) {
+  const int part = args.parts.part_of(column);
+  const int64_t first = args.parts.first[part];
+  store_value(args.parts.out[part], args.parts.bias[part], args.bias_type, args.out_f32,
+              args.parts.first[part + 1] - first, token, column - first, value);
+}
 
 // 16 bytes into shared memory, asynchronously, bypassing L1; zero-filled where `valid` is false
 // (nothing is read then). The weights' copies ask the L2 for the whole 256-byte block around
@@ -158,6 +164,10 @@ __global__ void __launch_bounds__(pipelined_threads, 2) pipelined_kernel(const _
       const int64_t first_row = (group_begin + issue_group) * tile_rows;
       const int64_t k0 = k_begin + int64_t(issue_step) * step_k;
       uint4* tile = ring + (issued % stages) * tile_pieces;
+      // The tile's 16 rows are all of one part (every part but the last is a multiple of 16 rows).
+      const int part = args.parts.part_of(first_row);
+      const __nv_bfloat16* weight = args.parts.weight[part];
+      const int64_t part_first_row = args.parts.first[part];
 #pragma unroll
       for (int i = 0; i < tile_pieces / 32; ++i) {
         // One instruction of the warp: 4 rows x 128 contiguous bytes.
@@ -169,7 +179,7 @@ __global__ void __launch_bounds__(pipelined_threads, 2) pipelined_kernel(const _
         // Rows past N and pieces past the slice are zeros, never read.
         const bool valid = weight_row < args.columns && k < k_end;
         copy_weight_piece(&tile[row * 8 + swizzled(row, column)],
-                          valid ? args.weight + weight_row * args.inner + k : args.weight, valid);
+                          valid ? weight + (weight_row - part_first_row) * args.inner + k : weight, valid);
       }
       if (++issue_group == team_groups) {
         issue_group = 0;
@@ -309,7 +319,7 @@ __global__ void __launch_bounds__(pipelined_threads, 2) pipelined_kernel(const _
     }
     const int64_t column = team_first_row + row;
     if (args.splits == 1) {
-      if (column < args.columns) store_output(args, token, column, sum);
+      if (column < args.columns) store_part_output(args, token, column, sum);
     } else {
       block_sums[token * args.block_sums_pitch + int(column - block_first_row)] = sum;
     }
@@ -334,7 +344,7 @@ __global__ void __launch_bounds__(pipelined_threads, 2) pipelined_kernel(const _
       for (int rank = 0; rank < weight_streaming_max_splits; ++rank) {
         if (rank < args.splits) sum += cluster.map_shared_rank(block_sums, rank)[token * args.block_sums_pitch + row];
       }
-      store_output(args, token, column, sum);
+      store_part_output(args, token, column, sum);
     }
     cluster.sync();
   }
@@ -515,9 +525,17 @@ void launch_pipelined_kernel(const WeightStreamingParams& params, int64_t tokens
 
   PipelinedArguments args{};
   args.in = params.in.as<const __nv_bfloat16>();
-  args.weight = params.weight.as<const __nv_bfloat16>();
-  args.out = params.out.data;
-  args.bias = params.bias.empty() ? nullptr : params.bias.data;
+  // The first part is params' out, weight and bias; more_parts follow (checked by the caller).
+  auto add_part = [&](const TensorView& out, const TensorView& weight, const TensorView& bias) {
+    const int p = args.parts.count++;
+    args.parts.weight[p] = weight.as<const __nv_bfloat16>();
+    args.parts.out[p] = out.data;
+    args.parts.bias[p] = bias.empty() ? nullptr : bias.data;
+    args.parts.first[p + 1] = args.parts.first[p] + weight.dim(0);
+  };
+  add_part(params.out, params.weight, params.bias);
+  for (const WeightStreamingPart& part : params.more_parts) add_part(part.out, part.weight, part.bias);
+  LOUISKV_REQUIRE(args.parts.first[args.parts.count] == columns, op, "the parts' rows do not add up to the product's");
   args.tokens = tokens;
   args.inner = inner;
   args.columns = columns;
